@@ -1,0 +1,193 @@
+// Package acmeclient wraps golang.org/x/crypto/acme for queue-driven use:
+// nothing here sleeps. The library's own retry and polling sleep (about a
+// second when the CA sends no Retry-After); acmeq instead returns to the
+// queue and comes back with NakWithDelay, so a worker never holds a
+// goroutine while the CA works.
+package acmeclient
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/acme"
+)
+
+// UserAgent is sent with every ACME request.
+const UserAgent = "acmeq/1"
+
+// Options are what an Issuer says about its CA.
+type Options struct {
+	DirectoryURL  string
+	CABundle      []byte
+	SkipTLSVerify bool
+	// Timeout bounds each HTTP request. Defaults to 30s.
+	Timeout time.Duration
+}
+
+// NewHTTPClient returns the HTTP client for a CA. It carries the
+// finalize hook (see Finalize).
+func NewHTTPClient(o Options) (*http.Client, error) {
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(o.CABundle) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(o.CABundle) {
+			return nil, errors.New("acmeclient: caBundle holds no PEM certificate")
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if o.SkipTLSVerify {
+		tlsCfg.InsecureSkipVerify = true //nolint:gosec // the user asked for it (skipTLSVerify).
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	return &http.Client{Transport: &hookTransport{base: tr}, Timeout: timeout}, nil
+}
+
+// New returns an acme.Client for key at the CA of o. kid is the account
+// URL when known (saves a round trip per request).
+func New(o Options, hc *http.Client, key crypto.Signer, kid string) *acme.Client {
+	return &acme.Client{
+		Key:          key,
+		HTTPClient:   hc,
+		DirectoryURL: o.DirectoryURL,
+		UserAgent:    UserAgent,
+		KID:          acme.KeyID(kid),
+		RetryBackoff: noSleepBackoff,
+	}
+}
+
+// noSleepBackoff lets the library retry a bad nonce at once (it is a
+// protocol detail, not a wait), and nothing else: rate limits and server
+// errors come back to acmeq, which waits by NakWithDelay.
+func noSleepBackoff(n int, r *http.Request, res *http.Response) time.Duration {
+	if n <= 3 && res != nil && res.StatusCode == http.StatusBadRequest {
+		return 0
+	}
+	return -1
+}
+
+type hookKey struct{}
+
+// hookTransport calls the hook stored in a request's context after each
+// response. It lets Finalize stop the library right after the finalize
+// POST instead of letting it poll with sleeps.
+type hookTransport struct{ base http.RoundTripper }
+
+func (t *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.base.RoundTrip(req)
+	if h, ok := req.Context().Value(hookKey{}).(func(*http.Request, *http.Response)); ok && err == nil {
+		h(req, res)
+	}
+	return res, err
+}
+
+// Finalize submits the CSR (DER) to the order's finalize URL and returns as
+// soon as the CA accepted it, without waiting for issuance: poll with
+// GetOrder afterwards. The library has no finalize-only call
+// (CreateCertFromOrder polls with one-second sleeps), so the request
+// context is cancelled by the transport once the finalize response is in.
+func Finalize(ctx context.Context, c *acme.Client, order *acme.Order, csr []byte) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	accepted := false
+	hook := func(req *http.Request, res *http.Response) {
+		if req.Method == http.MethodPost && req.URL.String() == order.FinalizeURL && res.StatusCode == http.StatusOK {
+			mu.Lock()
+			accepted = true
+			mu.Unlock()
+			// Let the body be read, then stop whatever the library does next.
+			go func() { cancel() }()
+		}
+	}
+	ctx = context.WithValue(ctx, hookKey{}, hook)
+	_, _, err := c.CreateCertFromOrder(ctx, order, csr, true)
+	mu.Lock()
+	defer mu.Unlock()
+	if accepted {
+		return nil
+	}
+	if err == nil {
+		return nil
+	}
+	return err
+}
+
+// ProblemType returns the ACME problem type of err, or "".
+func ProblemType(err error) string {
+	var ae *acme.Error
+	if errors.As(err, &ae) {
+		return ae.ProblemType
+	}
+	return ""
+}
+
+// RetryAfter returns how long the CA asked us to wait (429, 503 with
+// Retry-After), or 0.
+func RetryAfter(err error) time.Duration {
+	var ae *acme.Error
+	if !errors.As(err, &ae) || ae.Header == nil {
+		return 0
+	}
+	v := ae.Header.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
+
+// IsRateLimited reports an ACME rateLimited problem.
+func IsRateLimited(err error) bool {
+	return strings.HasSuffix(ProblemType(err), ":rateLimited")
+}
+
+// IsPermanent reports a client-side ACME problem (4xx other than 429 and
+// badNonce): retrying the same request will fail the same way.
+func IsPermanent(err error) bool {
+	var ae *acme.Error
+	if !errors.As(err, &ae) {
+		return false
+	}
+	if ae.StatusCode == http.StatusTooManyRequests || strings.HasSuffix(ae.ProblemType, ":badNonce") {
+		return false
+	}
+	return ae.StatusCode >= 400 && ae.StatusCode < 500
+}
+
+// Describe formats an ACME error as users see it in reasons:
+// "400 urn:ietf:params:acme:error:invalidEmail: detail".
+func Describe(err error) string {
+	var ae *acme.Error
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("%d %s: %s", ae.StatusCode, ae.ProblemType, ae.Detail)
+	}
+	return err.Error()
+}

@@ -1,0 +1,161 @@
+// Package bus is acmeq's use of JetStream streams: it creates the work,
+// event and dead-letter streams, publishes transitions with a Nats-Msg-Id
+// so replays are deduplicated, records events and keeps dead letters.
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/acmeq/acmeq/messages"
+)
+
+// Defaults of Config.
+const (
+	// EventMaxAgeDefault is how long events are kept.
+	EventMaxAgeDefault = 7 * 24 * time.Hour
+	// DuplicateWindowDefault is how long a Nats-Msg-Id deduplicates.
+	DuplicateWindowDefault = 10 * time.Minute
+	// DeadLetterMaxAgeDefault is how long dead letters are kept.
+	DeadLetterMaxAgeDefault = 30 * 24 * time.Hour
+)
+
+// Config configures the streams.
+type Config struct {
+	// Replicas of each stream. Defaults to 1; use 3 on a cluster.
+	Replicas int
+	// EventMaxAge bounds the event stream. Defaults to EventMaxAgeDefault.
+	EventMaxAge time.Duration
+	// DuplicateWindow of the work stream. Defaults to DuplicateWindowDefault.
+	DuplicateWindow time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.EventMaxAge <= 0 {
+		c.EventMaxAge = EventMaxAgeDefault
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = DuplicateWindowDefault
+	}
+}
+
+// Bus publishes onto acmeq's streams.
+type Bus struct {
+	js       jetstream.JetStream
+	reporter string
+	now      func() time.Time
+}
+
+// EnsureStreams creates or updates the streams (idempotent: every worker
+// calls it on start).
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	cfg.defaults()
+	streams := []jetstream.StreamConfig{{
+		Name:        messages.WorkStream,
+		Description: "acmeq transitions: one subject per resource, consumed by the workers",
+		Subjects:    []string{messages.WorkSubjectPrefix + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Duplicates:  cfg.DuplicateWindow,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	}, {
+		Name:        messages.EventStream,
+		Description: "acmeq events (acmeq events -f, acmeq describe)",
+		Subjects:    []string{messages.EventSubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.EventMaxAge,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	}, {
+		Name:        messages.DeadLetterStream,
+		Description: "acmeq poison messages, kept with their payload",
+		Subjects:    []string{messages.DeadLetterSubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      DeadLetterMaxAgeDefault,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	}}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: create stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// New returns a Bus; reporter names this process in events.
+func New(js jetstream.JetStream, reporter string) *Bus {
+	return &Bus{js: js, reporter: reporter, now: time.Now}
+}
+
+// JetStream returns the underlying context.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Publish sends a transition. generation distinguishes causes that share an
+// action (e.g. the resourceVersion that prompted it); the same (transition,
+// generation) published twice within the duplicate window is stored once.
+func (b *Bus) Publish(ctx context.Context, t messages.Transition, generation string) error {
+	t.Version = messages.MessageVersion
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("bus: encode transition for %s %s/%s: %w", t.Kind, t.Namespace, t.Name, err)
+	}
+	if _, err := b.js.Publish(ctx, t.Subject(), data, jetstream.WithMsgID(t.MsgID(generation))); err != nil {
+		return fmt.Errorf("bus: publish %s for %s %s/%s: %w", t.Action, t.Kind, t.Namespace, t.Name, err)
+	}
+	return nil
+}
+
+// Record publishes an event about obj. Events are best-effort for the
+// caller's control flow but their errors are returned so callers can log.
+func (b *Bus) Record(ctx context.Context, obj messages.Object, typ messages.EventType, reason, message string) error {
+	m := obj.GetMeta()
+	now := b.now().UTC()
+	ev := messages.Event{
+		Type:           typ,
+		Reason:         reason,
+		Message:        message,
+		InvolvedObject: messages.ObjectReference{Kind: obj.GetKind(), Namespace: m.Namespace, Name: m.Name},
+		Source:         messages.EventSource,
+		Reporter:       b.reporter,
+		FirstTimestamp: now,
+		LastTimestamp:  now,
+		Count:          1,
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("bus: encode event: %w", err)
+	}
+	// Core publish: events need no ack round trip on the hot path; the
+	// stream captures them all the same.
+	if err := b.conn().Publish(messages.EventSubject(obj.GetKind(), m.Namespace, m.Name), data); err != nil {
+		return fmt.Errorf("bus: record event %s for %s %s/%s: %w", reason, obj.GetKind(), m.Namespace, m.Name, err)
+	}
+	return nil
+}
+
+func (b *Bus) conn() *nats.Conn { return b.js.Conn() }
+
+// DeadLetter keeps a poison message with its payload, subject and reason.
+func (b *Bus) DeadLetter(ctx context.Context, kind messages.Kind, subject string, payload []byte, reason string) error {
+	msg := &nats.Msg{
+		Subject: messages.DeadLetterSubject(kind),
+		Data:    payload,
+		Header:  nats.Header{},
+	}
+	msg.Header.Set("Acmeq-Original-Subject", subject)
+	msg.Header.Set("Acmeq-Reason", reason)
+	msg.Header.Set("Acmeq-Reporter", b.reporter)
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("bus: dead letter for %s: %w", subject, err)
+	}
+	return nil
+}

@@ -1,0 +1,248 @@
+// Package dev runs the whole of acmeq in one process for a first run and
+// for the end-to-end tests: the real dependencies from internal/stack, the
+// HTTP-01 responder, several workers (each with its own NATS and Redis
+// connections, as separate processes would have) and a Ready issuer "dev"
+// in namespace "default" at the local Pebble.
+package dev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/acmeq/acmeq/internal/bus"
+	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/store"
+	"github.com/acmeq/acmeq/messages"
+	"github.com/acmeq/acmeq/producer"
+	"github.com/acmeq/acmeq/scheduler"
+	"github.com/acmeq/acmeq/solvers/http01"
+	"github.com/acmeq/acmeq/worker"
+)
+
+// Defaults of Options.
+const (
+	// WorkersDefault is how many workers dev runs.
+	WorkersDefault = 3
+	// IssuerName is the issuer dev creates.
+	IssuerName = "dev"
+	// Namespace is where dev's resources live.
+	Namespace = "default"
+)
+
+// Options configures Start.
+type Options struct {
+	// Dir holds NATS' and Redis' data.
+	Dir string
+	// Workers to run. Defaults to WorkersDefault.
+	Workers int
+	// Cap on concurrent challenges. Defaults to scheduler.CapDefault.
+	Cap int
+	// SelfCheckInterval of the workers. Defaults to worker's 10s.
+	SelfCheckInterval time.Duration
+	// Logger for the workers; nil discards.
+	Logger *slog.Logger
+	// PebbleLog receives Pebble's log; nil discards.
+	PebbleLog io.Writer
+}
+
+// Env is a running dev stack.
+type Env struct {
+	Stack     *stack.Stack
+	SecretKey string
+	Store     *store.Store
+	Producer  *producer.Client
+	JS        jetstream.JetStream
+	Workers   []*worker.Worker
+	// ResponderAddr is where the HTTP-01 responder listens.
+	ResponderAddr string
+
+	closers []func()
+}
+
+// Start brings everything up and waits for the issuer to be Ready.
+func Start(ctx context.Context, o Options) (env *Env, err error) {
+	if o.Workers <= 0 {
+		o.Workers = WorkersDefault
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	env = &Env{}
+	defer func() {
+		if err != nil {
+			env.Close()
+			env = nil
+		}
+	}()
+	// The responder's port must be known before Pebble starts: Pebble's
+	// VA dials it for every HTTP-01 validation.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("dev: listen for the HTTP-01 responder: %w", err)
+	}
+	env.ResponderAddr = ln.Addr().String()
+	httpPort := ln.Addr().(*net.TCPAddr).Port
+	var pebbleLog *log.Logger
+	if o.PebbleLog != nil {
+		pebbleLog = log.New(o.PebbleLog, "pebble ", log.LstdFlags)
+	}
+	env.Stack, err = stack.Start(o.Dir, httpPort, pebbleLog)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	env.closers = append(env.closers, env.Stack.Close)
+
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	env.SecretKey = base64.StdEncoding.EncodeToString(key)
+	sealer, _ := store.NewSealer(key)
+
+	nc, js, err := connect(env.Stack.NATS.URL, "acmeq-dev")
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	env.closers = append(env.closers, nc.Close)
+	env.JS = js
+	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if env.Store, err = store.Open(ctx, js, sealer, store.Config{}); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	env.Producer = producer.New(env.Store, bus.New(js, "acmeq-dev"))
+
+	// Responder.
+	kv, err := http01.EnsureBucket(ctx, js)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	resp := http01.NewResponder(kv, o.Logger)
+	if err := resp.Start(ctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: resp, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	env.closers = append(env.closers, func() { _ = srv.Close(); resp.Stop() })
+
+	// Workers, each with its own connections.
+	for i := range o.Workers {
+		name := "dev-worker-" + strconv.Itoa(i)
+		wnc, wjs, err := connect(env.Stack.NATS.URL, name)
+		if err != nil {
+			return nil, err
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: env.Stack.Redis.Addr})
+		wst, err := store.Open(ctx, wjs, sealer, store.Config{})
+		if err != nil {
+			wnc.Close()
+			return nil, err
+		}
+		w, err := worker.New(wjs, wst, rdb, worker.Config{
+			Name:              name,
+			HTTP01Port:        httpPort,
+			Resolve:           worker.ResolveTo("127.0.0.1"),
+			SelfCheckInterval: o.SelfCheckInterval,
+			Scheduler:         scheduler.Config{Cap: o.Cap},
+			Logger:            o.Logger.With("worker", name),
+		})
+		if err != nil {
+			wnc.Close()
+			return nil, err
+		}
+		if err := w.Start(ctx); err != nil {
+			wnc.Close()
+			return nil, err
+		}
+		env.Workers = append(env.Workers, w)
+		env.closers = append(env.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			w.Stop(sctx)
+			_ = rdb.Close()
+			wnc.Close()
+		})
+	}
+
+	if err := env.createIssuer(ctx); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+func connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name(name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("dev: connect to NATS: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("dev: %w", err)
+	}
+	return nc, js, nil
+}
+
+func (env *Env) createIssuer(ctx context.Context) error {
+	iss := &messages.Issuer{
+		Metadata: messages.ObjectMeta{Name: IssuerName, Namespace: Namespace},
+		Spec: messages.IssuerSpec{ACME: &messages.ACMEIssuer{
+			Server:              env.Stack.Pebble.DirectoryURL,
+			Email:               "dev@acmeq.test",
+			PrivateKeySecretRef: messages.SecretRef{Name: IssuerName + "-account-key"},
+			CABundle:            string(env.Stack.Pebble.TLSCertPEM),
+			Solvers:             []messages.ACMESolver{{HTTP01: &messages.HTTP01Solver{}}},
+		}},
+	}
+	if _, err := env.Producer.Apply(ctx, iss); err != nil {
+		return fmt.Errorf("dev: create issuer: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		got := &messages.Issuer{}
+		if err := env.Store.Get(ctx, Namespace, IssuerName, got); err == nil {
+			if messages.IsReady(got.Status.Conditions) {
+				return nil
+			}
+			if c := messages.GetCondition(got.Status.Conditions, messages.ConditionReady); c != nil && c.Status == messages.ConditionFalse {
+				return fmt.Errorf("dev: issuer %q is not ready: %s: %s", IssuerName, c.Reason, c.Message)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("dev: issuer did not become ready within 30s")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops everything, workers first.
+func (env *Env) Close() {
+	if env == nil {
+		return
+	}
+	for i := len(env.closers) - 1; i >= 0; i-- {
+		env.closers[i]()
+	}
+	env.closers = nil
+}

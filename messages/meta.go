@@ -1,0 +1,110 @@
+package messages
+
+import "time"
+
+// APIVersion is the version of every resource and message acmeq writes.
+// Readers reject other versions as poison rather than guess.
+const APIVersion = "acmeq.io/v1"
+
+// TypeMeta names the version and kind of a resource, as in Kubernetes.
+type TypeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       Kind   `json:"kind"`
+}
+
+// ObjectMeta is the subset of Kubernetes' ObjectMeta acmeq keeps.
+type ObjectMeta struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// ResourceVersion is the KV revision the resource was read at. It is
+	// filled in on read and never stored.
+	ResourceVersion   uint64            `json:"resourceVersion,omitempty"`
+	CreationTimestamp time.Time         `json:"creationTimestamp"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	// OwnerReference names the resource that created this one (an Order
+	// owns its Challenges), empty for resources users create.
+	OwnerReference *ObjectReference `json:"ownerReference,omitempty"`
+}
+
+// ObjectReference points at a resource in the same store.
+type ObjectReference struct {
+	Kind      Kind   `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// IssuerRef names the Issuer of a Certificate, CertificateRequest, Order or
+// Challenge. Kind is "Issuer"; Group is "cert-manager.io" as users expect.
+type IssuerRef struct {
+	Name  string `json:"name"`
+	Kind  string `json:"kind,omitempty"`
+	Group string `json:"group,omitempty"`
+}
+
+// ConditionStatus is "True", "False" or "Unknown".
+type ConditionStatus string
+
+// Condition statuses.
+const (
+	ConditionTrue    ConditionStatus = "True"
+	ConditionFalse   ConditionStatus = "False"
+	ConditionUnknown ConditionStatus = "Unknown"
+)
+
+// ConditionReady is the only condition type acmeq sets.
+const ConditionReady = "Ready"
+
+// Condition is a Kubernetes-style status condition.
+type Condition struct {
+	Type               string          `json:"type"`
+	Status             ConditionStatus `json:"status"`
+	Reason             string          `json:"reason,omitempty"`
+	Message            string          `json:"message,omitempty"`
+	LastTransitionTime time.Time       `json:"lastTransitionTime"`
+}
+
+// SetCondition sets or replaces the condition of c's type, keeping its
+// LastTransitionTime when the status did not change. It reports whether
+// anything changed.
+func SetCondition(conds *[]Condition, c Condition, now time.Time) bool {
+	for i := range *conds {
+		old := &(*conds)[i]
+		if old.Type != c.Type {
+			continue
+		}
+		if old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
+			return false
+		}
+		c.LastTransitionTime = old.LastTransitionTime
+		if old.Status != c.Status {
+			c.LastTransitionTime = now
+		}
+		*old = c
+		return true
+	}
+	c.LastTransitionTime = now
+	*conds = append(*conds, c)
+	return true
+}
+
+// GetCondition returns the condition of the given type, or nil.
+func GetCondition(conds []Condition, typ string) *Condition {
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// IsReady reports whether the Ready condition is True.
+func IsReady(conds []Condition) bool {
+	c := GetCondition(conds, ConditionReady)
+	return c != nil && c.Status == ConditionTrue
+}
+
+// Object is implemented by every resource.
+type Object interface {
+	GetMeta() *ObjectMeta
+	GetKind() Kind
+}

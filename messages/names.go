@@ -1,0 +1,124 @@
+package messages
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Stream, bucket and subject names. Every name acmeq puts on the wire is
+// defined here and nowhere else.
+const (
+	// WorkStream is the work-queue stream holding every transition message.
+	WorkStream = "ACMEQ_WORK"
+	// WorkSubjectPrefix prefixes every transition subject:
+	// acmeq.work.<kind>.<namespace>.<name>.
+	WorkSubjectPrefix = "acmeq.work"
+
+	// EventStream holds the events users tail and describe shows.
+	EventStream = "ACMEQ_EVENTS"
+	// EventSubjectPrefix prefixes every event subject:
+	// acmeq.events.<kind>.<namespace>.<name>.
+	EventSubjectPrefix = "acmeq.events"
+
+	// DeadLetterStream keeps poison messages with their payload.
+	DeadLetterStream = "ACMEQ_DEAD"
+	// DeadLetterSubjectPrefix prefixes dead letters: acmeq.dead.<kind>.
+	DeadLetterSubjectPrefix = "acmeq.dead"
+
+	// SecretBucket is the KV bucket of encrypted secrets (keys, certificates).
+	SecretBucket = "ACMEQ_SECRETS"
+)
+
+// Kind names a resource kind. Its lower-case form is used in subjects,
+// bucket names and the CLI.
+type Kind string
+
+// The resource kinds.
+const (
+	KindIssuer             Kind = "Issuer"
+	KindCertificate        Kind = "Certificate"
+	KindCertificateRequest Kind = "CertificateRequest"
+	KindOrder              Kind = "Order"
+	KindChallenge          Kind = "Challenge"
+	KindSecret             Kind = "Secret"
+)
+
+// ReconciledKinds are the kinds that have a work consumer, in the order a
+// certificate flows through them.
+var ReconciledKinds = []Kind{KindIssuer, KindCertificate, KindCertificateRequest, KindOrder, KindChallenge}
+
+// Token is the lower-case form used in subjects and consumer names.
+func (k Kind) Token() string { return strings.ToLower(string(k)) }
+
+// Bucket is the KV bucket holding resources of this kind.
+func (k Kind) Bucket() string {
+	if k == KindSecret {
+		return SecretBucket
+	}
+	return "ACMEQ_" + strings.ToUpper(string(k)) + "S"
+}
+
+// ParseKind maps a user's spelling (kubectl habits: "order", "orders",
+// "certificaterequest", "cr", "cert", "issuer") to a Kind.
+func ParseKind(s string) (Kind, error) {
+	switch strings.ToLower(s) {
+	case "issuer", "issuers":
+		return KindIssuer, nil
+	case "certificate", "certificates", "cert", "certs":
+		return KindCertificate, nil
+	case "certificaterequest", "certificaterequests", "cr", "crs":
+		return KindCertificateRequest, nil
+	case "order", "orders":
+		return KindOrder, nil
+	case "challenge", "challenges":
+		return KindChallenge, nil
+	case "secret", "secrets":
+		return KindSecret, nil
+	}
+	return "", fmt.Errorf("messages: unknown kind %q (want issuer, certificate, certificaterequest, order or challenge)", s)
+}
+
+// WorkSubject is the subject of a transition for one resource.
+func WorkSubject(k Kind, namespace, name string) string {
+	return WorkSubjectPrefix + "." + k.Token() + "." + namespace + "." + name
+}
+
+// WorkFilter is the filter subject of the consumer for one kind.
+func WorkFilter(k Kind) string { return WorkSubjectPrefix + "." + k.Token() + ".>" }
+
+// EventSubject is the subject of events about one resource.
+func EventSubject(k Kind, namespace, name string) string {
+	return EventSubjectPrefix + "." + k.Token() + "." + namespace + "." + name
+}
+
+// EventFilter selects events: empty arguments match everything at that level.
+func EventFilter(k Kind, namespace, name string) string {
+	parts := []string{EventSubjectPrefix, "*", "*", "*"}
+	if k != "" {
+		parts[1] = k.Token()
+	}
+	if namespace != "" {
+		parts[2] = namespace
+	}
+	if name != "" {
+		parts[3] = name
+	}
+	return strings.Join(parts, ".")
+}
+
+// DeadLetterSubject is where a poison message for a kind is kept.
+func DeadLetterSubject(k Kind) string {
+	t := "unknown"
+	if k != "" {
+		t = k.Token()
+	}
+	return DeadLetterSubjectPrefix + "." + t
+}
+
+// Key is a resource's key in its KV bucket: <namespace>.<name>.
+func Key(namespace, name string) string { return namespace + "." + name }
+
+// SplitKey undoes Key.
+func SplitKey(key string) (namespace, name string, ok bool) {
+	return strings.Cut(key, ".")
+}

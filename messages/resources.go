@@ -1,0 +1,309 @@
+package messages
+
+import "time"
+
+// Issuer is an ACME account at a CA, as cert-manager's Issuer with an acme block.
+type Issuer struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta   `json:"metadata"`
+	Spec     IssuerSpec   `json:"spec"`
+	Status   IssuerStatus `json:"status,omitempty"`
+}
+
+// IssuerSpec configures an ACME issuer.
+type IssuerSpec struct {
+	ACME *ACMEIssuer `json:"acme"`
+}
+
+// ACMEIssuer is the acme block of an Issuer.
+type ACMEIssuer struct {
+	// Server is the ACME directory URL.
+	Server string `json:"server"`
+	// Email is the account contact; empty registers without contact.
+	Email string `json:"email,omitempty"`
+	// PrivateKeySecretRef names the Secret holding the account key. It is
+	// generated on first registration. Defaults to the Issuer's name.
+	PrivateKeySecretRef SecretRef `json:"privateKeySecretRef"`
+	// CABundle is PEM CA certificates trusted for the ACME server's TLS
+	// (base64 in cert-manager; PEM text here).
+	CABundle string `json:"caBundle,omitempty"`
+	// SkipTLSVerify disables TLS verification of the ACME server.
+	SkipTLSVerify bool `json:"skipTLSVerify,omitempty"`
+	// Solvers lists the challenge solvers; the first whose selector matches
+	// a name is used. Empty means one HTTP-01 solver.
+	Solvers []ACMESolver `json:"solvers,omitempty"`
+}
+
+// SecretRef names a Secret in the Issuer's namespace.
+type SecretRef struct {
+	Name string `json:"name"`
+}
+
+// ACMESolver is one solver of an ACME issuer.
+type ACMESolver struct {
+	Selector *SolverSelector `json:"selector,omitempty"`
+	HTTP01   *HTTP01Solver   `json:"http01,omitempty"`
+	DNS01    *DNS01Solver    `json:"dns01,omitempty"`
+}
+
+// SolverSelector restricts a solver to some names.
+type SolverSelector struct {
+	DNSNames []string `json:"dnsNames,omitempty"`
+	DNSZones []string `json:"dnsZones,omitempty"`
+}
+
+// HTTP01Solver solves HTTP-01 by publishing tokens to the acmeq responder.
+type HTTP01Solver struct{}
+
+// DNS01Solver solves DNS-01 through a DNS provider.
+type DNS01Solver struct {
+	RFC2136 *RFC2136Provider `json:"rfc2136,omitempty"`
+}
+
+// RFC2136Provider updates a zone by RFC 2136 dynamic updates.
+type RFC2136Provider struct {
+	Nameserver    string `json:"nameserver"`
+	TSIGKeyName   string `json:"tsigKeyName,omitempty"`
+	TSIGAlgorithm string `json:"tsigAlgorithm,omitempty"`
+	// TSIGSecret is the base64 TSIG secret.
+	TSIGSecret string `json:"tsigSecret,omitempty"`
+}
+
+// IssuerStatus is the observed state of an Issuer.
+type IssuerStatus struct {
+	Conditions []Condition       `json:"conditions,omitempty"`
+	ACME       *ACMEIssuerStatus `json:"acme,omitempty"`
+}
+
+// ACMEIssuerStatus records the registered account.
+type ACMEIssuerStatus struct {
+	URI                 string `json:"uri,omitempty"`
+	LastRegisteredEmail string `json:"lastRegisteredEmail,omitempty"`
+}
+
+// Certificate is a desired certificate, as cert-manager's Certificate.
+type Certificate struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta        `json:"metadata"`
+	Spec     CertificateSpec   `json:"spec"`
+	Status   CertificateStatus `json:"status,omitempty"`
+}
+
+// CertificateSpec is what the user asks for.
+type CertificateSpec struct {
+	// SecretName is the Secret the issued key and chain are written to.
+	// Defaults to the Certificate's name.
+	SecretName string `json:"secretName"`
+	// CommonName is optional; it must be one of DNSNames.
+	CommonName string    `json:"commonName,omitempty"`
+	DNSNames   []string  `json:"dnsNames"`
+	IssuerRef  IssuerRef `json:"issuerRef"`
+	// PrivateKey selects the key algorithm. Defaults to ECDSA P-256.
+	PrivateKey *PrivateKeySpec `json:"privateKey,omitempty"`
+}
+
+// Key algorithms, as cert-manager spells them.
+const (
+	KeyAlgorithmECDSA = "ECDSA"
+	KeyAlgorithmRSA   = "RSA"
+)
+
+// PrivateKeySpec selects a private key algorithm and size.
+type PrivateKeySpec struct {
+	// Algorithm is ECDSA or RSA. Defaults to ECDSA.
+	Algorithm string `json:"algorithm,omitempty"`
+	// Size is 256 or 384 for ECDSA (defaults to 256) and 2048, 3072 or 4096
+	// for RSA (defaults to 2048).
+	Size int `json:"size,omitempty"`
+}
+
+// CertificateStatus is the observed state of a Certificate.
+type CertificateStatus struct {
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Revision counts issuances; the CertificateRequest of revision N is
+	// named <certificate>-<N>.
+	Revision                 int        `json:"revision,omitempty"`
+	NextPrivateKeySecretName string     `json:"nextPrivateKeySecretName,omitempty"`
+	NotBefore                *time.Time `json:"notBefore,omitempty"`
+	NotAfter                 *time.Time `json:"notAfter,omitempty"`
+	LastFailureTime          *time.Time `json:"lastFailureTime,omitempty"`
+}
+
+// CertificateRequest is one CSR passed to an issuer.
+type CertificateRequest struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta               `json:"metadata"`
+	Spec     CertificateRequestSpec   `json:"spec"`
+	Status   CertificateRequestStatus `json:"status,omitempty"`
+}
+
+// CertificateRequestSpec holds the PEM CSR.
+type CertificateRequestSpec struct {
+	Request   string    `json:"request"`
+	IssuerRef IssuerRef `json:"issuerRef"`
+}
+
+// CertificateRequestStatus is the observed state of a CertificateRequest.
+type CertificateRequestStatus struct {
+	Conditions  []Condition `json:"conditions,omitempty"`
+	FailureTime *time.Time  `json:"failureTime,omitempty"`
+}
+
+// Order is an ACME order, as cert-manager's acme.cert-manager.io Order.
+type Order struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta  `json:"metadata"`
+	Spec     OrderSpec   `json:"spec"`
+	Status   OrderStatus `json:"status,omitempty"`
+}
+
+// OrderSpec is immutable once the Order exists.
+type OrderSpec struct {
+	Request    string    `json:"request"`
+	IssuerRef  IssuerRef `json:"issuerRef"`
+	CommonName string    `json:"commonName,omitempty"`
+	DNSNames   []string  `json:"dnsNames"`
+}
+
+// OrderStatus is the observed state of an Order.
+type OrderStatus struct {
+	URL            string              `json:"url,omitempty"`
+	FinalizeURL    string              `json:"finalizeURL,omitempty"`
+	CertificateURL string              `json:"certificateURL,omitempty"`
+	State          State               `json:"state,omitempty"`
+	Reason         string              `json:"reason,omitempty"`
+	Authorizations []ACMEAuthorization `json:"authorizations,omitempty"`
+	FailureTime    *time.Time          `json:"failureTime,omitempty"`
+}
+
+// ACMEAuthorization is one authorization of an order.
+type ACMEAuthorization struct {
+	URL          string          `json:"url"`
+	Identifier   string          `json:"identifier"`
+	Wildcard     bool            `json:"wildcard,omitempty"`
+	InitialState State           `json:"initialState,omitempty"`
+	Challenges   []ACMEChallenge `json:"challenges,omitempty"`
+}
+
+// ACMEChallenge is one challenge the CA offered for an authorization.
+type ACMEChallenge struct {
+	URL   string `json:"url"`
+	Token string `json:"token"`
+	Type  string `json:"type"`
+}
+
+// Challenge is one ACME challenge being solved, as cert-manager's Challenge.
+type Challenge struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta      `json:"metadata"`
+	Spec     ChallengeSpec   `json:"spec"`
+	Status   ChallengeStatus `json:"status,omitempty"`
+}
+
+// Challenge types as cert-manager spells them in spec.type.
+const (
+	ChallengeTypeHTTP01 = "HTTP-01"
+	ChallengeTypeDNS01  = "DNS-01"
+)
+
+// ChallengeSpec is immutable once the Challenge exists.
+type ChallengeSpec struct {
+	URL              string     `json:"url"`
+	AuthorizationURL string     `json:"authorizationURL"`
+	DNSName          string     `json:"dnsName"`
+	Wildcard         bool       `json:"wildcard,omitempty"`
+	Type             string     `json:"type"`
+	Token            string     `json:"token"`
+	Key              string     `json:"key"`
+	Solver           ACMESolver `json:"solver"`
+	IssuerRef        IssuerRef  `json:"issuerRef"`
+}
+
+// ChallengeStatus is the observed state of a Challenge.
+type ChallengeStatus struct {
+	// Processing is true while the challenge is scheduled: it holds a
+	// scheduler slot and its (dnsName, type) lock.
+	Processing bool `json:"processing"`
+	// Presented is true once the solver has presented the challenge.
+	Presented bool   `json:"presented"`
+	Reason    string `json:"reason,omitempty"`
+	State     State  `json:"state,omitempty"`
+	// Accepted is true once the challenge was accepted at the CA; acmeq
+	// records it so a redelivered message does not accept twice.
+	Accepted bool `json:"accepted,omitempty"`
+	// ScheduledTime is when the challenge was last scheduled; the deadline
+	// (ACMEQ_CHALLENGE_TIMEOUT) counts from it.
+	ScheduledTime *time.Time `json:"scheduledTime,omitempty"`
+}
+
+// Secret holds private keys and certificates. Data is sealed with AEAD at
+// rest; the store never writes it in plain text.
+type Secret struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	// Data maps tls.key, tls.crt, ca.crt (or acme.key) to sealed bytes.
+	Data map[string][]byte `json:"data"`
+}
+
+// Secret data keys.
+const (
+	SecretTLSKey  = "tls.key"
+	SecretTLSCert = "tls.crt"
+	SecretCACert  = "ca.crt"
+	SecretACMEKey = "tls.key"
+)
+
+// GetMeta implements Object.
+func (o *Issuer) GetMeta() *ObjectMeta { return &o.Metadata }
+
+// GetMeta implements Object.
+func (o *Certificate) GetMeta() *ObjectMeta { return &o.Metadata }
+
+// GetMeta implements Object.
+func (o *CertificateRequest) GetMeta() *ObjectMeta { return &o.Metadata }
+
+// GetMeta implements Object.
+func (o *Order) GetMeta() *ObjectMeta { return &o.Metadata }
+
+// GetMeta implements Object.
+func (o *Challenge) GetMeta() *ObjectMeta { return &o.Metadata }
+
+// GetMeta implements Object.
+func (o *Secret) GetMeta() *ObjectMeta { return &o.Metadata }
+
+// GetKind implements Object.
+func (o *Issuer) GetKind() Kind { return KindIssuer }
+
+// GetKind implements Object.
+func (o *Certificate) GetKind() Kind { return KindCertificate }
+
+// GetKind implements Object.
+func (o *CertificateRequest) GetKind() Kind { return KindCertificateRequest }
+
+// GetKind implements Object.
+func (o *Order) GetKind() Kind { return KindOrder }
+
+// GetKind implements Object.
+func (o *Challenge) GetKind() Kind { return KindChallenge }
+
+// GetKind implements Object.
+func (o *Secret) GetKind() Kind { return KindSecret }
+
+// New returns an empty resource of kind k, for decoding.
+func New(k Kind) (Object, bool) {
+	switch k {
+	case KindIssuer:
+		return &Issuer{}, true
+	case KindCertificate:
+		return &Certificate{}, true
+	case KindCertificateRequest:
+		return &CertificateRequest{}, true
+	case KindOrder:
+		return &Order{}, true
+	case KindChallenge:
+		return &Challenge{}, true
+	case KindSecret:
+		return &Secret{}, true
+	}
+	return nil, false
+}

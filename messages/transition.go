@@ -1,0 +1,83 @@
+package messages
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// MessageVersion is the version of Transition messages. A worker refuses
+// other versions as poison (event + dead letter) instead of guessing.
+const MessageVersion = 1
+
+// Transition asks a worker to reconcile one resource. Reconcilers are level
+// based: the message names the resource and why it was sent; the handler
+// reads the resource and does whatever its status calls for, so a message
+// delivered twice does no side effect twice.
+type Transition struct {
+	// Version is MessageVersion.
+	Version int `json:"v"`
+	// Kind, Namespace and Name identify the resource.
+	Kind      Kind   `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Action says why the message was sent (see the Action constants); it
+	// is informational and used in Nats-Msg-Id so distinct causes are not
+	// deduplicated away.
+	Action Action `json:"action"`
+	// Cause is an optional detail, e.g. the challenge whose completion woke
+	// an order.
+	Cause string `json:"cause,omitempty"`
+}
+
+// Action is why a Transition was sent.
+type Action string
+
+// Actions.
+const (
+	ActionApply     Action = "apply"     // a user created or changed the resource
+	ActionCreated   Action = "created"   // a worker created the resource
+	ActionScheduled Action = "scheduled" // the scheduler granted a challenge a slot
+	ActionChild     Action = "child"     // a resource this one waits for changed
+	ActionResync    Action = "resync"    // the periodic resync found it unfinished
+	ActionRetry     Action = "retry"     // a user asked for a retry (delete order)
+)
+
+// ErrMalformed marks a message that can never be processed.
+var ErrMalformed = errors.New("messages: malformed message")
+
+// Subject is where the transition is published.
+func (t Transition) Subject() string { return WorkSubject(t.Kind, t.Namespace, t.Name) }
+
+// MsgID is the Nats-Msg-Id that deduplicates replays of the same cause.
+func (t Transition) MsgID(generation string) string {
+	id := t.Kind.Token() + "/" + t.Namespace + "/" + t.Name + "/" + string(t.Action)
+	if t.Cause != "" {
+		id += "/" + t.Cause
+	}
+	if generation != "" {
+		id += "/" + generation
+	}
+	return id
+}
+
+// DecodeTransition parses and checks a transition; errors wrap ErrMalformed.
+func DecodeTransition(data []byte) (Transition, error) {
+	var t Transition
+	if err := json.Unmarshal(data, &t); err != nil {
+		return t, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if t.Version != MessageVersion {
+		return t, fmt.Errorf("%w: unsupported version v=%d (this worker speaks v=%d)", ErrMalformed, t.Version, MessageVersion)
+	}
+	if _, ok := New(t.Kind); !ok || t.Kind == KindSecret {
+		return t, fmt.Errorf("%w: unknown kind %q", ErrMalformed, t.Kind)
+	}
+	if err := ValidateObjectName("namespace", t.Namespace); err != nil {
+		return t, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := ValidateObjectName("name", t.Name); err != nil {
+		return t, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return t, nil
+}

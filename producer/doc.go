@@ -1,0 +1,35 @@
+// Package producer is how users put Issuers and Certificates into acmeq: it
+// decodes manifests (YAML, JSON, JSON arrays, JSON Lines), fills in
+// cert-manager's defaults, validates, writes the resource to the store and
+// queues a transition for the workers. The CLI's `acmeq apply -f FILE` and
+// `acmeq request` are thin wrappers around it.
+//
+// # Idempotent publishing
+//
+// [Client.Apply] may be called any number of times with the same manifest,
+// like `kubectl apply`:
+//
+//   - A resource that does not exist is created with an empty status
+//     ([Created]) and one apply transition is published.
+//   - A resource whose stored spec equals the applied one is left alone
+//     ([Unchanged]) and nothing is published, so re-applying a file of
+//     100,000 certificates costs reads only.
+//   - A resource whose spec differs has its spec replaced, keeping the status
+//     the workers recorded ([Configured]), and one apply transition is
+//     published.
+//
+// Writes are compare-and-set on the KV revision and are retried on conflict,
+// so concurrent producers and workers never overwrite each other. The
+// transition carries the new revision as its generation, which becomes part
+// of its Nats-Msg-Id: a retried publish of the same write is stored once by
+// the work stream's duplicate window, while every distinct write wakes the
+// workers. If the publish fails after the write succeeded, Apply reports the
+// error; the workers' periodic resync finds the resource unfinished and
+// queues it, so nothing is lost, only delayed.
+//
+// Invalid input is rejected before anything is written or queued: see
+// [ValidateCertificate] and [ValidateIssuer], whose errors name the field
+// and the rule broken, e.g.
+//
+//	spec.dnsNames[2]: "foo..example.com" is not a valid DNS name: empty label
+package producer

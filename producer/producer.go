@@ -1,0 +1,328 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/acmeq/acmeq/internal/bus"
+	"github.com/acmeq/acmeq/internal/store"
+	"github.com/acmeq/acmeq/messages"
+)
+
+// Result says what Apply did, with kubectl's words: print it after the
+// resource, as in "certificate/default/foo created".
+type Result string
+
+// Results of Apply.
+const (
+	// Created: the resource did not exist; it was stored and queued.
+	Created Result = "created"
+	// Configured: the spec changed; it was updated and queued.
+	Configured Result = "configured"
+	// Unchanged: the stored spec already equals the applied one; nothing was
+	// written or queued.
+	Unchanged Result = "unchanged"
+)
+
+// maxAttempts bounds how often Apply re-reads and retries a write that lost
+// a compare-and-set race.
+const maxAttempts = 5
+
+// Client applies resources to an acmeq store and queues them for the
+// workers. It is safe for concurrent use.
+type Client struct {
+	st  *store.Store
+	bus *bus.Bus
+}
+
+// New returns a Client writing to st and publishing on b.
+func New(st *store.Store, b *bus.Bus) *Client {
+	return &Client{st: st, bus: b}
+}
+
+// InvalidError is returned by Apply and Request for a resource that fails
+// validation; nothing was written or queued. Err holds every problem (see
+// ValidateCertificate and ValidateIssuer).
+type InvalidError struct {
+	// Kind, Namespace and Name identify the resource (after defaulting).
+	Kind      messages.Kind
+	Namespace string
+	Name      string
+	// Err is the joined field errors.
+	Err error
+}
+
+// Error implements error: "producer: certificate/default/foo is invalid: ...".
+func (e *InvalidError) Error() string {
+	return fmt.Sprintf("producer: %s is invalid: %v", ref(e.Kind, e.Namespace, e.Name), e.Err)
+}
+
+// Unwrap returns Err.
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// ref renders kind/namespace/name as kubectl does: certificate/default/foo.
+func ref(k messages.Kind, ns, name string) string {
+	return k.Token() + "/" + ns + "/" + name
+}
+
+// Apply creates or updates an Issuer or a Certificate and queues it for the
+// workers; it is idempotent (see the package documentation). obj is not
+// modified: Apply defaults (SetDefaults) and validates a copy, and refuses
+// invalid input with an *InvalidError before anything is written. Any status
+// in obj is ignored: a new resource starts with an empty status and an
+// updated one keeps the status the workers recorded.
+//
+// When the write succeeded but queueing the transition failed, Apply returns
+// the write's Result together with the error.
+func (c *Client) Apply(ctx context.Context, obj messages.Object) (Result, error) {
+	switch o := obj.(type) {
+	case *messages.Certificate:
+		if o == nil {
+			return "", errors.New("producer: nil Certificate")
+		}
+		return c.applyCertificate(ctx, o)
+	case *messages.Issuer:
+		if o == nil {
+			return "", errors.New("producer: nil Issuer")
+		}
+		return c.applyIssuer(ctx, o)
+	case nil:
+		return "", errors.New("producer: nil object")
+	}
+	switch k := obj.GetKind(); k {
+	case messages.KindCertificateRequest, messages.KindOrder, messages.KindChallenge:
+		return "", fmt.Errorf("producer: cannot apply a %s: orders, challenges and certificaterequests are created by workers (apply an Issuer or a Certificate)", k)
+	default:
+		return "", fmt.Errorf("producer: cannot apply a %s (want Issuer or Certificate)", k)
+	}
+}
+
+func (c *Client) applyCertificate(ctx context.Context, in *messages.Certificate) (Result, error) {
+	cert := new(messages.Certificate)
+	if err := deepCopy(cert, in); err != nil {
+		return "", err
+	}
+	SetDefaults(cert)
+	issuer, err := c.lookupIssuer(ctx, cert)
+	if err != nil {
+		return "", err
+	}
+	if err := ValidateCertificate(cert, issuer); err != nil {
+		return "", &InvalidError{Kind: messages.KindCertificate, Namespace: cert.Metadata.Namespace, Name: cert.Metadata.Name, Err: err}
+	}
+	return apply(ctx, c, cert,
+		func() *messages.Certificate { return new(messages.Certificate) },
+		func(o *messages.Certificate) any { return &o.Spec },
+		func(dst, src *messages.Certificate) { dst.Spec = src.Spec },
+	)
+}
+
+// lookupIssuer reads the Issuer a Certificate names; nil if it does not
+// exist or the reference is too malformed to look up (validation reports
+// that).
+func (c *Client) lookupIssuer(ctx context.Context, cert *messages.Certificate) (*messages.Issuer, error) {
+	ns, name := cert.Metadata.Namespace, cert.Spec.IssuerRef.Name
+	if messages.ValidateObjectName("namespace", ns) != nil || messages.ValidateObjectName("name", name) != nil {
+		return nil, nil
+	}
+	issuer := new(messages.Issuer)
+	err := c.st.Get(ctx, ns, name, issuer)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("producer: read issuer %s/%s of %s: %w", ns, name, ref(messages.KindCertificate, ns, cert.Metadata.Name), err)
+	}
+	return issuer, nil
+}
+
+func (c *Client) applyIssuer(ctx context.Context, in *messages.Issuer) (Result, error) {
+	iss := new(messages.Issuer)
+	if err := deepCopy(iss, in); err != nil {
+		return "", err
+	}
+	SetDefaults(iss)
+	if err := ValidateIssuer(iss); err != nil {
+		return "", &InvalidError{Kind: messages.KindIssuer, Namespace: iss.Metadata.Namespace, Name: iss.Metadata.Name, Err: err}
+	}
+	return apply(ctx, c, iss,
+		func() *messages.Issuer { return new(messages.Issuer) },
+		func(o *messages.Issuer) any { return &o.Spec },
+		func(dst, src *messages.Issuer) { dst.Spec = src.Spec },
+	)
+}
+
+// apply writes desired (defaulted and valid) and queues it. empty returns a
+// zero resource, spec its spec for comparison and setSpec copies the spec.
+// Labels are user metadata and are compared and written with the spec.
+func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty func() T, spec func(T) any, setSpec func(dst, src T)) (Result, error) {
+	dm := desired.GetMeta()
+	ns, name, kind := dm.Namespace, dm.Name, desired.GetKind()
+	r := ref(kind, ns, name)
+	var lastErr error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		stored := empty()
+		err := c.st.Get(ctx, ns, name, stored)
+		if errors.Is(err, store.ErrNotFound) {
+			fresh := empty()
+			m := fresh.GetMeta()
+			m.Name, m.Namespace, m.Labels = name, ns, dm.Labels
+			setSpec(fresh, desired)
+			err := c.st.Create(ctx, fresh)
+			if errors.Is(err, store.ErrExists) {
+				// Someone created it since our read: compare with theirs.
+				lastErr = err
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("producer: create %s: %w", r, err)
+			}
+			return c.publish(ctx, fresh, Created)
+		}
+		if err != nil {
+			return "", fmt.Errorf("producer: read %s: %w", r, err)
+		}
+		same, err := sameSpec(spec(stored), spec(desired))
+		if err != nil {
+			return "", fmt.Errorf("producer: compare %s: %w", r, err)
+		}
+		if same && labelsEqual(stored.GetMeta().Labels, dm.Labels) {
+			return Unchanged, nil
+		}
+		setSpec(stored, desired)
+		stored.GetMeta().Labels = dm.Labels
+		err = c.st.Update(ctx, stored)
+		if errors.Is(err, store.ErrConflict) {
+			// A worker (or another producer) wrote in between: re-read,
+			// keep its status, compare again.
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("producer: update %s: %w", r, err)
+		}
+		return c.publish(ctx, stored, Configured)
+	}
+	return "", fmt.Errorf("producer: apply %s: gave up after %d attempts: %w", r, maxAttempts, lastErr)
+}
+
+// publish queues an apply transition for obj, just written at its
+// ResourceVersion, and returns res.
+func (c *Client) publish(ctx context.Context, obj messages.Object, res Result) (Result, error) {
+	m := obj.GetMeta()
+	t := messages.Transition{Kind: obj.GetKind(), Namespace: m.Namespace, Name: m.Name, Action: messages.ActionApply}
+	if err := c.bus.Publish(ctx, t, strconv.FormatUint(m.ResourceVersion, 10)); err != nil {
+		// The write stands. The workers' periodic resync finds the
+		// resource unfinished and queues it (ActionResync), so the change
+		// is delayed, not lost; re-applying now returns Unchanged and
+		// publishes nothing.
+		return res, fmt.Errorf("producer: %s %s but not queued (the workers' periodic resync will pick it up): %w", ref(obj.GetKind(), m.Namespace, m.Name), res, err)
+	}
+	return res, nil
+}
+
+func sameSpec(a, b any) (bool, error) {
+	ja, err := json.Marshal(a)
+	if err != nil {
+		return false, err
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(ja, jb), nil
+}
+
+func labelsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// deepCopy copies src into dst through JSON, as the store would.
+func deepCopy(dst, src messages.Object) error {
+	b, err := json.Marshal(src)
+	if err != nil {
+		return fmt.Errorf("producer: encode %s: %w", src.GetKind(), err)
+	}
+	if err := json.Unmarshal(b, dst); err != nil {
+		return fmt.Errorf("producer: copy %s: %w", src.GetKind(), err)
+	}
+	return nil
+}
+
+// RequestOptions describes a Certificate by flags, for `acmeq request`.
+type RequestOptions struct {
+	// Namespace defaults to "default".
+	Namespace string
+	// Name of the Certificate. Defaults to a name derived from the first
+	// DNS name: "www.example.com" -> "www-example-com", "*.example.com" ->
+	// "wildcard-example-com".
+	Name string
+	// Issuer is the name of the Issuer, in the same namespace.
+	Issuer string
+	// DNSNames are the names the certificate is for.
+	DNSNames []string
+	// CommonName is optional; it must be one of DNSNames.
+	CommonName string
+	// KeyAlgorithm is ECDSA (the default) or RSA.
+	KeyAlgorithm string
+	// KeySize defaults to 256 for ECDSA and 2048 for RSA.
+	KeySize int
+	// SecretName defaults to the Certificate's name.
+	SecretName string
+}
+
+// CertificateFromOptions builds the Certificate that Request applies,
+// before defaulting (see SetDefaults) and validation.
+func CertificateFromOptions(o RequestOptions) *messages.Certificate {
+	name := o.Name
+	if name == "" && len(o.DNSNames) > 0 {
+		name = nameFromDNSName(o.DNSNames[0])
+	}
+	c := &messages.Certificate{
+		TypeMeta: messages.TypeMeta{APIVersion: messages.APIVersion, Kind: messages.KindCertificate},
+		Metadata: messages.ObjectMeta{Name: name, Namespace: o.Namespace},
+		Spec: messages.CertificateSpec{
+			SecretName: o.SecretName,
+			CommonName: o.CommonName,
+			DNSNames:   append([]string(nil), o.DNSNames...),
+			IssuerRef:  messages.IssuerRef{Name: o.Issuer},
+		},
+	}
+	if o.KeyAlgorithm != "" || o.KeySize != 0 {
+		c.Spec.PrivateKey = &messages.PrivateKeySpec{Algorithm: o.KeyAlgorithm, Size: o.KeySize}
+	}
+	return c
+}
+
+// nameFromDNSName derives a resource name from a DNS name; validation
+// reports the result if it is still not a valid name.
+func nameFromDNSName(n string) string {
+	n = strings.ToLower(n)
+	if rest, ok := strings.CutPrefix(n, "*."); ok {
+		n = "wildcard." + rest
+	}
+	n = strings.ReplaceAll(n, ".", "-")
+	if len(n) > messages.MaxObjectNameLength {
+		n = n[:messages.MaxObjectNameLength]
+	}
+	return strings.Trim(n, "-")
+}
+
+// Request builds a Certificate from o (CertificateFromOptions) and applies
+// it.
+func (c *Client) Request(ctx context.Context, o RequestOptions) (Result, error) {
+	return c.Apply(ctx, CertificateFromOptions(o))
+}

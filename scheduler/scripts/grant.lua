@@ -1,0 +1,61 @@
+-- Grant leases to eligible challenges.
+-- KEYS: 1 rr, 2 meta, 3 locks, 4 inflight, 5 seq
+-- ARGV: 1 cap, 2 lease ttl ms, 3 max grants, 4 scan limit per namespace,
+--       5 queue key prefix
+-- Returns { now_ms, id1, seq1, id2, seq2, ... }.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap, ttl, max, scan = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local qp = ARGV[5]
+local out = { now }
+local inflight = redis.call('ZCARD', KEYS[4])
+local done = {} -- namespaces with nothing eligible in this call
+local grants = 0
+while inflight < cap and grants < max do
+  -- Least recently served namespace first: round-robin across tenants.
+  local nss = redis.call('ZRANGE', KEYS[1], 0, -1)
+  local granted = false
+  for _, ns in ipairs(nss) do
+    if not done[ns] then
+      local q = qp .. ns
+      local ids = redis.call('ZRANGE', q, 0, scan - 1)
+      if #ids == 0 then
+        redis.call('ZREM', KEYS[1], ns)
+        done[ns] = true
+      else
+        for _, id in ipairs(ids) do
+          local meta = redis.call('HGET', KEYS[2], id)
+          local lock = meta and string.match(meta, '^[^|]*|(.*)$') or nil
+          if lock == nil then
+            -- No metadata: a stale entry; drop it.
+            redis.call('ZREM', q, id)
+          elseif redis.call('HSETNX', KEYS[3], lock, id) == 1 then
+            redis.call('ZREM', q, id)
+            redis.call('ZADD', KEYS[4], now + ttl, id)
+            local seq = redis.call('INCR', KEYS[5])
+            redis.call('ZADD', KEYS[1], seq, ns)
+            if redis.call('ZCARD', q) == 0 then
+              redis.call('ZREM', KEYS[1], ns)
+            end
+            out[#out + 1] = id
+            out[#out + 1] = seq
+            inflight = inflight + 1
+            grants = grants + 1
+            granted = true
+            break
+          end
+        end
+        if not granted then
+          done[ns] = true
+        end
+      end
+    end
+    if granted then
+      break
+    end
+  end
+  if not granted then
+    break
+  end
+end
+return out

@@ -1,0 +1,181 @@
+package worker
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/crypto/acme"
+
+	"github.com/acmeq/acmeq/internal/acmeclient"
+	"github.com/acmeq/acmeq/internal/store"
+	"github.com/acmeq/acmeq/messages"
+)
+
+// acmeCache keeps one acme.Client per Issuer (per registered account): the
+// directory, nonces and connections are reused across messages.
+type acmeCache struct {
+	st      *store.Store
+	mu      sync.Mutex
+	clients map[string]cachedClient
+}
+
+type cachedClient struct {
+	uri    string
+	client *acme.Client
+}
+
+func newACMECache(st *store.Store) *acmeCache {
+	return &acmeCache{st: st, clients: map[string]cachedClient{}}
+}
+
+func issuerOptions(iss *messages.Issuer) acmeclient.Options {
+	return acmeclient.Options{
+		DirectoryURL:  iss.Spec.ACME.Server,
+		CABundle:      []byte(iss.Spec.ACME.CABundle),
+		SkipTLSVerify: iss.Spec.ACME.SkipTLSVerify,
+	}
+}
+
+// ErrIssuerNotReady: the issuer has no registered account yet.
+var ErrIssuerNotReady = errors.New("worker: issuer not ready")
+
+// client returns the client of a Ready issuer.
+func (c *acmeCache) client(ctx context.Context, ns string, ref messages.IssuerRef) (*acme.Client, *messages.Issuer, error) {
+	iss := &messages.Issuer{}
+	if err := c.st.Get(ctx, ns, ref.Name, iss); err != nil {
+		return nil, nil, fmt.Errorf("get issuer %s/%s: %w", ns, ref.Name, err)
+	}
+	if iss.Spec.ACME == nil || iss.Status.ACME == nil || iss.Status.ACME.URI == "" || !messages.IsReady(iss.Status.Conditions) {
+		return nil, iss, fmt.Errorf("%w: issuer %s/%s", ErrIssuerNotReady, ns, ref.Name)
+	}
+	key := messages.Key(ns, ref.Name)
+	c.mu.Lock()
+	cc, ok := c.clients[key]
+	c.mu.Unlock()
+	if ok && cc.uri == iss.Status.ACME.URI+"|"+iss.Spec.ACME.Server {
+		return cc.client, iss, nil
+	}
+	signer, err := loadAccountKey(ctx, c.st, iss)
+	if err != nil {
+		return nil, iss, err
+	}
+	hc, err := acmeclient.NewHTTPClient(issuerOptions(iss))
+	if err != nil {
+		return nil, iss, err
+	}
+	cl := acmeclient.New(issuerOptions(iss), hc, signer, iss.Status.ACME.URI)
+	c.mu.Lock()
+	c.clients[key] = cachedClient{uri: iss.Status.ACME.URI + "|" + iss.Spec.ACME.Server, client: cl}
+	c.mu.Unlock()
+	return cl, iss, nil
+}
+
+func accountKeySecret(iss *messages.Issuer) string {
+	if n := iss.Spec.ACME.PrivateKeySecretRef.Name; n != "" {
+		return n
+	}
+	return iss.Metadata.Name + "-account-key"
+}
+
+func loadAccountKey(ctx context.Context, st *store.Store, iss *messages.Issuer) (crypto.Signer, error) {
+	data, err := st.GetSecret(ctx, iss.Metadata.Namespace, accountKeySecret(iss))
+	if err != nil {
+		return nil, fmt.Errorf("load ACME account key of issuer %s/%s: %w", iss.Metadata.Namespace, iss.Metadata.Name, err)
+	}
+	return parseKeyPEM(data[messages.SecretTLSKey])
+}
+
+// ensureAccountKey returns the issuer's account key, generating it once.
+// The key is created with Create semantics so two workers racing on a new
+// issuer end up with the same key.
+func ensureAccountKey(ctx context.Context, st *store.Store, iss *messages.Issuer) (crypto.Signer, error) {
+	ns, name := iss.Metadata.Namespace, accountKeySecret(iss)
+	data, err := st.GetSecret(ctx, ns, name)
+	if err == nil {
+		return parseKeyPEM(data[messages.SecretTLSKey])
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate account key: %w", err)
+	}
+	pemKey, err := marshalKeyPEM(k)
+	if err != nil {
+		return nil, err
+	}
+	owner := &messages.ObjectReference{Kind: messages.KindIssuer, Namespace: ns, Name: iss.Metadata.Name}
+	err = st.CreateSecret(ctx, ns, name, map[string][]byte{messages.SecretTLSKey: pemKey}, owner)
+	if errors.Is(err, store.ErrExists) {
+		return loadAccountKey(ctx, st, iss)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func marshalKeyPEM(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("marshal private key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func parseKeyPEM(b []byte) (crypto.Signer, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("private key: no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("private key: %w", err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("private key: not a signer")
+	}
+	return s, nil
+}
+
+// register registers (or finds) the account of iss at its CA.
+func register(ctx context.Context, iss *messages.Issuer, key crypto.Signer) (*acme.Account, error) {
+	hc, err := acmeclient.NewHTTPClient(issuerOptions(iss))
+	if err != nil {
+		return nil, err
+	}
+	cl := acmeclient.New(issuerOptions(iss), hc, key, "")
+	acct := &acme.Account{}
+	if iss.Spec.ACME.Email != "" {
+		acct.Contact = []string{"mailto:" + iss.Spec.ACME.Email}
+	}
+	a, err := cl.Register(ctx, acct, acme.AcceptTOS)
+	if errors.Is(err, acme.ErrAccountAlreadyExists) {
+		a, err = cl.GetReg(ctx, "")
+		if err == nil && iss.Spec.ACME.Email != "" && (len(a.Contact) != 1 || a.Contact[0] != "mailto:"+iss.Spec.ACME.Email) {
+			a.Contact = acct.Contact
+			a, err = cl.UpdateReg(ctx, a)
+			if err != nil {
+				return nil, &updateError{err}
+			}
+		}
+	}
+	return a, err
+}
+
+// updateError marks a failure to update an existing account
+// (ErrUpdateACMEAccount rather than ErrRegisterACMEAccount).
+type updateError struct{ err error }
+
+func (e *updateError) Error() string { return e.err.Error() }
+func (e *updateError) Unwrap() error { return e.err }
