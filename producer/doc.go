@@ -11,12 +11,12 @@
 //
 //   - A resource that does not exist is created with an empty status
 //     ([Created]) and one apply transition is published.
-//   - A resource whose stored spec equals the applied one is left alone
-//     ([Unchanged]) and nothing is published, so re-applying a file of
+//   - A resource whose stored spec and labels equal the applied ones is left
+//     alone ([Unchanged]) and nothing is published, so re-applying a file of
 //     100,000 certificates costs reads only.
-//   - A resource whose spec differs has its spec replaced, keeping the status
-//     the workers recorded ([Configured]), and one apply transition is
-//     published.
+//   - A resource whose spec or labels differ has them replaced, keeping the
+//     status the workers recorded ([Configured]), and one apply transition
+//     is published.
 //
 // Writes are compare-and-set on the KV revision and are retried on conflict,
 // so concurrent producers and workers never overwrite each other. The

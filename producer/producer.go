@@ -29,9 +29,9 @@ const (
 	Unchanged Result = "unchanged"
 )
 
-// maxAttempts bounds how often Apply re-reads and retries a write that lost
+// maxRetries bounds how often Apply re-reads and retries a write that lost
 // a compare-and-set race.
-const maxAttempts = 5
+const maxRetries = 5
 
 // Client applies resources to an acmeq store and queues them for the
 // workers. It is safe for concurrent use.
@@ -96,9 +96,9 @@ func (c *Client) Apply(ctx context.Context, obj messages.Object) (Result, error)
 	}
 	switch k := obj.GetKind(); k {
 	case messages.KindCertificateRequest, messages.KindOrder, messages.KindChallenge:
-		return "", fmt.Errorf("producer: cannot apply a %s: orders, challenges and certificaterequests are created by workers (apply an Issuer or a Certificate)", k)
+		return "", fmt.Errorf("producer: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)", k)
 	default:
-		return "", fmt.Errorf("producer: cannot apply a %s (want Issuer or Certificate)", k)
+		return "", fmt.Errorf("producer: %s cannot be applied (want Issuer or Certificate)", k)
 	}
 }
 
@@ -165,7 +165,7 @@ func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty f
 	ns, name, kind := dm.Namespace, dm.Name, desired.GetKind()
 	r := ref(kind, ns, name)
 	var lastErr error
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
+	for range 1 + maxRetries {
 		stored := empty()
 		err := c.st.Get(ctx, ns, name, stored)
 		if errors.Is(err, store.ErrNotFound) {
@@ -208,7 +208,7 @@ func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty f
 		}
 		return c.publish(ctx, stored, Configured)
 	}
-	return "", fmt.Errorf("producer: apply %s: gave up after %d attempts: %w", r, maxAttempts, lastErr)
+	return "", fmt.Errorf("producer: apply %s: gave up after %d retries: %w", r, maxRetries, lastErr)
 }
 
 // publish queues an apply transition for obj, just written at its

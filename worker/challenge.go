@@ -202,7 +202,8 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 					return Done(), err
 				}
 				first := !strings.Contains(ch.Status.Reason, ": ")
-				reason := fmt.Sprintf("Waiting for %s challenge propagation: %v", strings.ToLower(ch.Spec.Type), err)
+				// Users read cert-manager's words here, without our package prefix.
+				reason := fmt.Sprintf("Waiting for %s challenge propagation: %s", strings.ToLower(ch.Spec.Type), strings.TrimPrefix(err.Error(), "http01: "))
 				if ch.Status.Reason != reason {
 					ch.Status.Reason = reason
 					if err := w.store.Update(ctx, ch); err != nil {

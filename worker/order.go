@@ -266,6 +266,13 @@ func (w *Worker) orderFinalize(ctx context.Context, cl *acme.Client, order *mess
 			}
 		}
 		if err := acmeclient.Finalize(ctx, cl, o, blk.Bytes); err != nil {
+			// Another worker (woken by another challenge) may have
+			// finalized first; the CA then says orderNotReady.
+			if strings.HasSuffix(acmeclient.ProblemType(err), ":orderNotReady") {
+				if again, gerr := cl.GetOrder(ctx, order.Status.URL); gerr == nil && (again.Status == acme.StatusProcessing || again.Status == acme.StatusValid) {
+					return RetryAfter(w.pollDelay(1)), nil
+				}
+			}
 			return w.acmeFailure(ctx, order, "Failed to finalize Order", err)
 		}
 		return RetryAfter(w.pollDelay(1)), nil
