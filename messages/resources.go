@@ -22,7 +22,7 @@ type ACMEIssuer struct {
 	// Email is the account contact; empty registers without contact.
 	Email string `json:"email,omitempty"`
 	// PrivateKeySecretRef names the Secret holding the account key. It is
-	// generated on first registration. Defaults to the Issuer's name.
+	// generated on first registration. Defaults to "<issuer name>-account-key".
 	PrivateKeySecretRef SecretRef `json:"privateKeySecretRef"`
 	// CABundle is PEM CA certificates trusted for the ACME server's TLS
 	// (base64 in cert-manager; PEM text here).

@@ -312,6 +312,10 @@ func waitQueueDrained(t *testing.T, ctx context.Context, env *dev.Env) {
 			}
 			t.Fatalf("work stream still holds %d messages: %s", info.State.Msgs, strings.Join(subj, " "))
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
