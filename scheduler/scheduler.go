@@ -120,6 +120,9 @@ type Grant struct {
 	Seq int64
 	// At is the Redis server time of the grant.
 	At time.Time
+	// Score is the item's backlog score (its creation time in ms), so
+	// callers can measure how long it waited.
+	Score int64
 }
 
 // Stats are cumulative counters of this process's scheduler calls.
@@ -217,17 +220,18 @@ func (s *Scheduler) Grant(ctx context.Context, max int) ([]Grant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: grant: %w", err)
 	}
-	// Reply: now_ms, then (id, seq) pairs.
-	if len(res) < 1 {
-		return nil, fmt.Errorf("scheduler: grant: short reply")
+	// Reply: now_ms, then (id, seq, score) triples.
+	if len(res) < 1 || (len(res)-1)%3 != 0 {
+		return nil, fmt.Errorf("scheduler: grant: malformed reply of %d values", len(res))
 	}
 	nowMS, _ := res[0].(int64)
 	at := time.UnixMilli(nowMS)
-	grants := make([]Grant, 0, (len(res)-1)/2)
-	for i := 1; i+1 < len(res); i += 2 {
+	grants := make([]Grant, 0, (len(res)-1)/3)
+	for i := 1; i+2 < len(res); i += 3 {
 		id, _ := res[i].(string)
 		seq, _ := res[i+1].(int64)
-		grants = append(grants, Grant{ID: id, Seq: seq, At: at})
+		score, _ := res[i+2].(int64)
+		grants = append(grants, Grant{ID: id, Seq: seq, At: at, Score: score})
 	}
 	s.Stats.Grants.Add(int64(len(grants)))
 	return grants, nil
@@ -306,14 +310,18 @@ func (s *Scheduler) Lookup(ctx context.Context, id string) (State, error) {
 
 // Counts reports the backlog length and the number of leases.
 func (s *Scheduler) Counts(ctx context.Context) (backlog, inflight int64, err error) {
-	inflight, err = s.rdb.ZCard(ctx, s.key("inflight")).Result()
+	// One MULTI/EXEC: read apart, a release between the two reads would
+	// make the backlog (meta minus inflight) come out short, even negative.
+	var inf, meta *redis.IntCmd
+	_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		inf = pipe.ZCard(ctx, s.key("inflight"))
+		meta = pipe.HLen(ctx, s.key("meta"))
+		return nil
+	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("scheduler: counts: %w", err)
 	}
-	backlog, err = s.rdb.HLen(ctx, s.key("meta")).Result()
-	if err != nil {
-		return 0, 0, fmt.Errorf("scheduler: counts: %w", err)
-	}
+	inflight, backlog = inf.Val(), meta.Val()
 	return backlog - inflight, inflight, nil
 }
 

@@ -726,6 +726,74 @@ func TestRedisRestart(t *testing.T) {
 	wantCounts(t, ctx, s, 0, 2)
 }
 
+// TestCountsUnderChurn reads Counts while other clients release, enqueue
+// and grant: every snapshot must be consistent (never a negative backlog,
+// never more than the items that exist).
+func TestCountsUnderChurn(t *testing.T) {
+	_, srv := setup(t)
+	ctx := testCtx(t)
+	const n = 5
+	prefix := "{acmeqtest-counts}:"
+	s := newSched(t, newClient(t, srv), Config{Cap: n, Prefix: prefix})
+	items := make([]Item, n)
+	for i := range items {
+		items[i] = item("ns", fmt.Sprintf("c%d", i), "HTTP-01", fmt.Sprintf("h%d.example.com", i), int64(i))
+	}
+	mustEnqueue(t, ctx, s, items...)
+	if gs := mustGrant(t, ctx, s, 0); len(gs) != n {
+		t.Fatalf("Grant = %v", ids(gs))
+	}
+
+	var (
+		wg      sync.WaitGroup
+		running atomic.Int32
+		errs    = make(chan error, n)
+	)
+	deadline := time.Now().Add(20 * time.Second)
+	for _, it := range items {
+		w := newSched(t, newClient(t, srv), Config{Cap: n, Prefix: prefix})
+		running.Add(1)
+		wg.Go(func() {
+			defer running.Add(-1)
+			for range 300 {
+				if time.Now().After(deadline) {
+					return
+				}
+				if _, err := w.Release(ctx, it.ID); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := w.Enqueue(ctx, it); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := w.Grant(ctx, 1); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	reads := 0
+	for running.Load() > 0 {
+		backlog, inflight, err := s.Counts(ctx)
+		if err != nil {
+			t.Fatalf("counts: %v", err)
+		}
+		reads++
+		if backlog < 0 || inflight < 0 || backlog+inflight > n {
+			t.Errorf("inconsistent Counts = (backlog %d, inflight %d) with %d items", backlog, inflight, n)
+			break
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d consistent Counts reads", reads)
+}
+
 // redisTime returns the Redis server's clock, in microseconds.
 func redisTime(ctx context.Context, rdb *redis.Client) (int64, error) {
 	tm, err := rdb.Time(ctx).Result()
@@ -759,8 +827,11 @@ func TestConcurrentWorkers(t *testing.T) {
 		s := newSched(t, newClient(t, srv), Config{Cap: capacity, Prefix: prefix})
 		items := make([]Item, nItems)
 		for i := range items {
+			// Neighbours in age share a lock (6 items per lock key), so
+			// the locks are contended while the cap is not the only limit.
 			ns := fmt.Sprintf("ns%d", i%4)
-			items[i] = item(ns, fmt.Sprintf("c%03d", i), []string{"HTTP-01", "DNS-01"}[i%2], fmt.Sprintf("h%02d.example.com", i%nLocks/2), int64(i))
+			l := i * nLocks / nItems
+			items[i] = item(ns, fmt.Sprintf("c%03d", i), []string{"HTTP-01", "DNS-01"}[l%2], fmt.Sprintf("h%02d.example.com", l/2), int64(i))
 			lockOf[items[i].ID] = items[i].Lock
 		}
 		distinct := map[string]bool{}

@@ -23,6 +23,7 @@ import (
 // directory, nonces and connections are reused across messages.
 type acmeCache struct {
 	st      *store.Store
+	observe acmeclient.Observer
 	mu      sync.Mutex
 	clients map[string]cachedClient
 }
@@ -32,15 +33,16 @@ type cachedClient struct {
 	client *acme.Client
 }
 
-func newACMECache(st *store.Store) *acmeCache {
-	return &acmeCache{st: st, clients: map[string]cachedClient{}}
+func newACMECache(st *store.Store, observe acmeclient.Observer) *acmeCache {
+	return &acmeCache{st: st, observe: observe, clients: map[string]cachedClient{}}
 }
 
-func issuerOptions(iss *messages.Issuer) acmeclient.Options {
+func issuerOptions(iss *messages.Issuer, observe acmeclient.Observer) acmeclient.Options {
 	return acmeclient.Options{
 		DirectoryURL:  iss.Spec.ACME.Server,
 		CABundle:      []byte(iss.Spec.ACME.CABundle),
 		SkipTLSVerify: iss.Spec.ACME.SkipTLSVerify,
+		Observe:       observe,
 	}
 }
 
@@ -67,11 +69,12 @@ func (c *acmeCache) client(ctx context.Context, ns string, ref messages.IssuerRe
 	if err != nil {
 		return nil, iss, err
 	}
-	hc, err := acmeclient.NewHTTPClient(issuerOptions(iss))
+	opts := issuerOptions(iss, c.observe)
+	hc, err := acmeclient.NewHTTPClient(opts)
 	if err != nil {
 		return nil, iss, err
 	}
-	cl := acmeclient.New(issuerOptions(iss), hc, signer, iss.Status.ACME.URI)
+	cl := acmeclient.New(opts, hc, signer, iss.Status.ACME.URI)
 	c.mu.Lock()
 	c.clients[key] = cachedClient{uri: iss.Status.ACME.URI + "|" + iss.Spec.ACME.Server, client: cl}
 	c.mu.Unlock()
@@ -149,12 +152,13 @@ func parseKeyPEM(b []byte) (crypto.Signer, error) {
 }
 
 // register registers (or finds) the account of iss at its CA.
-func register(ctx context.Context, iss *messages.Issuer, key crypto.Signer) (*acme.Account, error) {
-	hc, err := acmeclient.NewHTTPClient(issuerOptions(iss))
+func register(ctx context.Context, iss *messages.Issuer, key crypto.Signer, observe acmeclient.Observer) (*acme.Account, error) {
+	opts := issuerOptions(iss, observe)
+	hc, err := acmeclient.NewHTTPClient(opts)
 	if err != nil {
 		return nil, err
 	}
-	cl := acmeclient.New(issuerOptions(iss), hc, key, "")
+	cl := acmeclient.New(opts, hc, key, "")
 	acct := &acme.Account{}
 	if iss.Spec.ACME.Email != "" {
 		acct.Contact = []string{"mailto:" + iss.Spec.ACME.Email}

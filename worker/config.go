@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"time"
@@ -67,6 +68,9 @@ type Config struct {
 	Resolve func(ctx context.Context, host string) (string, error)
 	// Scheduler configures the challenge scheduler.
 	Scheduler scheduler.Config
+	// Registerer receives the worker's Prometheus metrics; nil registers
+	// nowhere (several in-process workers, tests).
+	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for timestamps. Defaults to time.Now.

@@ -34,7 +34,7 @@ func (w *Worker) reconcileIssuer(ctx context.Context, t messages.Transition, del
 	if err != nil {
 		return Done(), fmt.Errorf("issuer %s/%s: %w", t.Namespace, t.Name, err)
 	}
-	acct, regErr := register(ctx, iss, key)
+	acct, regErr := register(ctx, iss, key, w.metrics.observeACME)
 	now := w.cfg.Now().UTC()
 	if regErr != nil {
 		if isShutdown(ctx, regErr) {

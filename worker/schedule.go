@@ -24,7 +24,11 @@ func (w *Worker) grant(ctx context.Context) {
 			logger(ctx).Warn("grant challenges", "err", err)
 			return
 		}
+		w.metrics.grants.Add(float64(len(grants)))
 		for _, g := range grants {
+			if g.Score > 0 {
+				w.metrics.grantWait.Observe(g.At.Sub(time.UnixMilli(g.Score)).Seconds())
+			}
 			ns, name, _ := strings.Cut(g.ID, "/")
 			t := messages.Transition{Kind: messages.KindChallenge, Namespace: ns, Name: name, Action: messages.ActionScheduled}
 			if err := w.bus.Publish(ctx, t, strconv.FormatInt(g.Seq, 10)); err != nil {
@@ -61,6 +65,7 @@ func (w *Worker) tick(ctx context.Context) {
 		w.log.Warn("reap leases", "err", err)
 		return
 	}
+	w.metrics.reaped.Add(float64(len(reaped)))
 	if len(reaped) > 0 {
 		w.log.Info("reaped expired challenge leases", "count", len(reaped), "ids", reaped)
 	}

@@ -29,16 +29,17 @@ import (
 
 // Worker is one member of the fleet.
 type Worker struct {
-	cfg    Config
-	log    *slog.Logger
-	js     jetstream.JetStream
-	store  *store.Store
-	bus    *bus.Bus
-	sched  *scheduler.Scheduler
-	rdb    redis.UniversalClient
-	acme   *acmeCache
-	http01 *http01.Presenter
-	check  solvers.SelfChecker
+	cfg     Config
+	log     *slog.Logger
+	js      jetstream.JetStream
+	store   *store.Store
+	bus     *bus.Bus
+	sched   *scheduler.Scheduler
+	rdb     redis.UniversalClient
+	acme    *acmeCache
+	metrics *metrics
+	http01  *http01.Presenter
+	check   solvers.SelfChecker
 
 	stopOnce sync.Once
 	cancel   context.CancelCauseFunc
@@ -69,16 +70,25 @@ func New(js jetstream.JetStream, st *store.Store, rdb redis.UniversalClient, cfg
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	m := newMetrics()
+	if cfg.Registerer != nil {
+		for _, c := range append(m.collectors(), newFleetCollector(sched)) {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("worker: register metrics: %w", err)
+			}
+		}
+	}
 	w := &Worker{
-		cfg:   cfg,
-		log:   cfg.Logger.With("worker", cfg.Name),
-		js:    js,
-		store: st,
-		bus:   bus.New(js, cfg.Name),
-		sched: sched,
-		rdb:   rdb,
-		acme:  newACMECache(st),
-		check: check,
+		metrics: m,
+		cfg:     cfg,
+		log:     cfg.Logger.With("worker", cfg.Name),
+		js:      js,
+		store:   st,
+		bus:     bus.New(js, cfg.Name),
+		sched:   sched,
+		rdb:     rdb,
+		acme:    newACMECache(st, m.observeACME),
+		check:   check,
 	}
 	return w, nil
 }
@@ -108,7 +118,10 @@ func (w *Worker) Start(ctx context.Context) error {
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       w.cfg.AckWait,
 			MaxDeliver:    -1,
-			MaxAckPending: 10000,
+			// Delayed retries (self-checks, polls, waits for an issuer)
+			// count as pending acks: no limit, the pull size bounds the
+			// work in hand.
+			MaxAckPending: -1,
 		})
 		if err != nil {
 			return fmt.Errorf("worker: create consumer for %s: %w", k, err)
@@ -183,6 +196,8 @@ func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.M
 		w.poison(ctx, kind, msg, t, err.Error())
 		return
 	}
+	start := time.Now()
+	defer func() { w.metrics.handleTime.WithLabelValues(kind.Token()).Observe(time.Since(start).Seconds()) }()
 	log := w.log.With("kind", string(t.Kind), "namespace", t.Namespace, "name", t.Name, "action", string(t.Action))
 	hctx := withLogger(ctx, log)
 	var out Outcome
@@ -207,6 +222,7 @@ func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.M
 			log.Debug("resource gone, dropping transition", "err", err)
 			out = Done()
 		} else {
+			w.metrics.handled.WithLabelValues(kind.Token(), "error").Inc()
 			out = errorOutcome(err, delivered)
 			log.Warn("reconcile failed, will retry", "err", err, "delivered", delivered, "retry_in", out.delay)
 		}
@@ -215,6 +231,7 @@ func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.M
 }
 
 func (w *Worker) report(ctx context.Context, kind messages.Kind, msg jetstream.Msg, t messages.Transition, out Outcome, log *slog.Logger) {
+	w.metrics.handled.WithLabelValues(kind.Token(), outcomeLabel(out)).Inc()
 	var err error
 	switch out.kind {
 	case outcomeDone:

@@ -21,6 +21,12 @@ Usage:
   acmeq request --issuer I --name N --dns NAME [--dns NAME ...]
                                            request a certificate
 
+  acmeq get KIND [NAME] [-n NS|-A] [-o wide|json|yaml|jsonpath=...] [-w]
+  acmeq describe KIND NAME [-n NS]         a resource, its status and its events
+  acmeq events [KIND/NAME] [-n NS] [-f] [--since 10m] [-o json]
+  acmeq delete order|certificate NAME      retry an order / stop managing a certificate
+  acmeq bench                              issuance throughput against a bare ACME client
+
 Configuration is read from the environment; see README.md.
 `
 
@@ -44,6 +50,16 @@ func main() {
 		err = runApply(ctx, args)
 	case "request":
 		err = runRequest(ctx, args)
+	case "get":
+		err = runGet(ctx, args)
+	case "describe":
+		err = runDescribe(ctx, args)
+	case "events":
+		err = runEvents(ctx, args)
+	case "delete":
+		err = runDelete(ctx, args)
+	case "bench":
+		err = runBench(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -32,6 +32,41 @@ type Options struct {
 	SkipTLSVerify bool
 	// Timeout bounds each HTTP request. Defaults to 30s.
 	Timeout time.Duration
+	// Observe, if set, is called after every request with the endpoint
+	// (see Endpoint), the status code (0 for a transport error) and the
+	// latency.
+	Observe Observer
+}
+
+// Observer receives one call per HTTP request to the CA.
+type Observer func(endpoint string, status int, d time.Duration)
+
+// Endpoint names the ACME resource a URL addresses, for metrics: directory,
+// nonce, account, order, authz, challenge, finalize, cert, or other. It
+// knows the path shapes of Boulder (Let's Encrypt) and Pebble.
+func Endpoint(method, path string) string {
+	p := strings.ToLower(path)
+	switch {
+	case strings.Contains(p, "nonce"):
+		return "nonce"
+	case strings.Contains(p, "finalize"):
+		return "finalize"
+	case strings.Contains(p, "authz"):
+		return "authz"
+	case strings.Contains(p, "chal"):
+		return "challenge"
+	case strings.Contains(p, "cert"):
+		return "cert"
+	case strings.Contains(p, "new-order"), strings.Contains(p, "order-plz"):
+		return "new-order"
+	case strings.Contains(p, "order"):
+		return "order"
+	case strings.Contains(p, "acct"), strings.Contains(p, "account"), strings.Contains(p, "reg"):
+		return "account"
+	case strings.HasSuffix(p, "/dir"), strings.HasSuffix(p, "/directory"):
+		return "directory"
+	}
+	return "other"
 }
 
 // NewHTTPClient returns the HTTP client for a CA. It carries the
@@ -62,7 +97,7 @@ func NewHTTPClient(o Options) (*http.Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	return &http.Client{Transport: &hookTransport{base: tr}, Timeout: timeout}, nil
+	return &http.Client{Transport: &hookTransport{base: tr, observe: o.Observe}, Timeout: timeout}, nil
 }
 
 // New returns an acme.Client for key at the CA of o. kid is the account
@@ -93,10 +128,21 @@ type hookKey struct{}
 // hookTransport calls the hook stored in a request's context after each
 // response. It lets Finalize stop the library right after the finalize
 // POST instead of letting it poll with sleeps.
-type hookTransport struct{ base http.RoundTripper }
+type hookTransport struct {
+	base    http.RoundTripper
+	observe Observer
+}
 
 func (t *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
 	res, err := t.base.RoundTrip(req)
+	if t.observe != nil {
+		status := 0
+		if err == nil {
+			status = res.StatusCode
+		}
+		t.observe(Endpoint(req.Method, req.URL.Path), status, time.Since(start))
+	}
 	if h, ok := req.Context().Value(hookKey{}).(func(*http.Request, *http.Response)); ok && err == nil {
 		h(req, res)
 	}

@@ -2,7 +2,7 @@
 -- KEYS: 1 rr, 2 meta, 3 locks, 4 inflight, 5 seq
 -- ARGV: 1 cap, 2 lease ttl ms, 3 max grants, 4 scan limit per namespace,
 --       5 queue key prefix
--- Returns { now_ms, id1, seq1, id2, seq2, ... }.
+-- Returns { now_ms, id1, seq1, score1, id2, seq2, score2, ... }.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cap, ttl, max, scan = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -25,7 +25,10 @@ while inflight < cap and grants < max do
       else
         for _, id in ipairs(ids) do
           local meta = redis.call('HGET', KEYS[2], id)
-          local lock = meta and string.match(meta, '^[^|]*|(.*)$') or nil
+          local score, lock = nil, nil
+          if meta then
+            score, lock = string.match(meta, '^([^|]*)|(.*)$')
+          end
           if lock == nil then
             -- No metadata: a stale entry; drop it.
             redis.call('ZREM', q, id)
@@ -39,6 +42,7 @@ while inflight < cap and grants < max do
             end
             out[#out + 1] = id
             out[#out + 1] = seq
+            out[#out + 1] = tonumber(score)
             inflight = inflight + 1
             grants = grants + 1
             granted = true

@@ -1,0 +1,148 @@
+// Package bench measures bulk issuance: acmeq against a bare
+// golang.org/x/crypto/acme client, each on an equally fresh in-process
+// Pebble, and what a certificate costs acmeq in JetStream messages, KV
+// writes and Redis calls.
+//
+// Every run starts its own Pebble (a Pebble that has accumulated
+// authorizations is slower, and Pebble v2.10.1 can deadlock under many
+// concurrent orders) and has a deadline; a run that misses it probes Pebble
+// and reports a hang as ErrPebbleHang, distinct from a slow run.
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/acme"
+
+	"github.com/acmeq/acmeq/internal/acmeclient"
+	"github.com/acmeq/acmeq/internal/stack"
+)
+
+// Defaults.
+const (
+	// NamesPerCertificate is how many DNS names every benchmark certificate
+	// has (the cost budget is stated for two).
+	NamesPerCertificate = 2
+	// TimeoutBase and TimeoutPerCertificate make the default deadline of a
+	// run: TimeoutBase + n*TimeoutPerCertificate.
+	TimeoutBase           = 30 * time.Second
+	TimeoutPerCertificate = 300 * time.Millisecond
+	// probeTimeout bounds the request that tells a hung Pebble from a
+	// slow one.
+	probeTimeout = 5 * time.Second
+	// maxErrors is how many error messages a Result keeps.
+	maxErrors = 5
+	// Domain is the parent of every benchmark name.
+	Domain = "acmeq.test"
+)
+
+// Errors.
+var (
+	// ErrPebbleHang: a run missed its deadline and Pebble did not answer a
+	// new-account request within a few seconds (its store lock is held:
+	// the known lock-order deadlock of Pebble v2.10.1 under many concurrent
+	// orders). The measurement is void, not slow.
+	ErrPebbleHang = errors.New("Pebble hang? Pebble stopped answering (its store lock is held)")
+	// ErrTimeout: a run missed its deadline while Pebble still answered.
+	ErrTimeout = errors.New("run missed its deadline (Pebble still answers: slow, not hung)")
+)
+
+// Result is one measured run.
+type Result struct {
+	// Kind is "baseline" or "acmeq".
+	Kind string
+	// N certificates were requested; Issued of them were issued and
+	// Failed failed (N-Issued-Failed were still pending at the deadline).
+	N, Issued, Failed int
+	// Wall is the time from the first request to the last certificate.
+	Wall time.Duration
+	// Errors holds the first few error messages.
+	Errors []string
+	// Err is set when the run did not complete: ErrPebbleHang, ErrTimeout
+	// or a set-up failure.
+	Err error
+	// Cost is what acmeq spent (nil for the baseline).
+	Cost *Cost
+}
+
+// CertsPerSec is the issuance rate of the run.
+func (r Result) CertsPerSec() float64 {
+	if r.Wall <= 0 {
+		return 0
+	}
+	return float64(r.Issued) / r.Wall.Seconds()
+}
+
+// OK reports a complete run: every certificate issued before the deadline.
+func (r Result) OK() bool { return r.Err == nil && r.Issued == r.N }
+
+func (r *Result) addError(msg string) {
+	if len(r.Errors) < maxErrors {
+		r.Errors = append(r.Errors, msg)
+	}
+}
+
+// CertName is the name of benchmark certificate i.
+func CertName(i int) string { return "bench-" + strconv.Itoa(i) }
+
+// DNSNames are the names of benchmark certificate i: the same for the
+// baseline and acmeq.
+func DNSNames(i int) []string {
+	base := CertName(i) + "." + Domain
+	return []string{base, "www." + base}
+}
+
+// defaultTimeout is the deadline of a run of n certificates.
+func defaultTimeout(n int) time.Duration {
+	return TimeoutBase + time.Duration(n)*TimeoutPerCertificate
+}
+
+// probePebble tells a hung Pebble from a slow one: a new-account request
+// takes the store's write lock, which the deadlock holds forever.
+func probePebble(p *stack.Pebble) error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	o := acmeclient.Options{DirectoryURL: p.DirectoryURL, CABundle: p.TLSCertPEM, Timeout: probeTimeout}
+	hc, err := acmeclient.NewHTTPClient(o)
+	if err != nil {
+		return err
+	}
+	cl := acmeclient.New(o, hc, key, "")
+	if _, err := cl.Register(ctx, &acme.Account{}, acme.AcceptTOS); err != nil {
+		if ctx.Err() != nil {
+			return ErrPebbleHang
+		}
+		return fmt.Errorf("bench: probe pebble: %w", err)
+	}
+	return nil
+}
+
+// deadlineError is the Err of a run that missed its deadline.
+func deadlineError(p *stack.Pebble, timeout time.Duration) error {
+	if err := probePebble(p); errors.Is(err, ErrPebbleHang) {
+		return fmt.Errorf("%w (deadline %s)", ErrPebbleHang, timeout)
+	}
+	return fmt.Errorf("%w (deadline %s)", ErrTimeout, timeout)
+}
+
+// newCSR returns a DER CSR for names with a fresh ECDSA P-256 key, the
+// key acmeq generates by default.
+func newCSR(names []string) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, key)
+}
