@@ -126,7 +126,12 @@ func (w *Worker) reconcileCertificate(ctx context.Context, t messages.Transition
 		}
 		return Done(), nil
 	}
-	// In progress: the request wakes us when it is done.
+	// In progress: the request wakes us when it is done. If it never ran
+	// (a crash between our status write and the publish), send its first
+	// transition again; Nats-Msg-Id drops the duplicate otherwise.
+	if messages.GetCondition(cr.Status.Conditions, messages.ConditionReady) == nil {
+		return Done(), w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name, Action: messages.ActionCreated}, "")
+	}
 	return Done(), nil
 }
 

@@ -99,11 +99,16 @@ func (w *Worker) reconcileRequest(ctx context.Context, t messages.Transition, de
 		} else if err == nil {
 			w.record(ctx, cr, messages.EventNormal, messages.ReasonOrderCreated, fmt.Sprintf("Created Order resource %s/%s", ns, orderName))
 		}
+	} else if err != nil {
+		return Done(), err
+	}
+	if order.Status.State == "" {
+		// Not started: (re)send its first transition. A crash between the
+		// Create and this publish is healed by the redelivery of our own
+		// message; Nats-Msg-Id drops the duplicate when there was none.
 		if err := w.bus.Publish(ctx, messages.Transition{Kind: messages.KindOrder, Namespace: ns, Name: orderName, Action: messages.ActionCreated}, ""); err != nil {
 			return Done(), err
 		}
-	} else if err != nil {
-		return Done(), err
 	}
 	switch {
 	case order.Status.State == messages.StateValid:

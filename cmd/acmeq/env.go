@@ -23,7 +23,8 @@ type connEnv struct {
 
 // workerEnv configures `acmeq worker`.
 type workerEnv struct {
-	connEnv
+	// Conn is a named field: caarlos0/env cannot set an unexported embedded one.
+	Conn              connEnv
 	RedisURL          string        `env:"ACMEQ_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	Name              string        `env:"ACMEQ_WORKER_NAME"`
 	MaxConcurrent     int           `env:"ACMEQ_MAX_CONCURRENT_CHALLENGES" envDefault:"60"`
@@ -31,6 +32,8 @@ type workerEnv struct {
 	SelfCheckInterval time.Duration `env:"ACMEQ_SELF_CHECK_INTERVAL" envDefault:"10s"`
 	ChallengeTimeout  time.Duration `env:"ACMEQ_CHALLENGE_TIMEOUT" envDefault:"1h"`
 	Concurrency       int           `env:"ACMEQ_CONCURRENCY" envDefault:"16"`
+	AckWait           time.Duration `env:"ACMEQ_ACK_WAIT" envDefault:"60s"`
+	TickInterval      time.Duration `env:"ACMEQ_TICK_INTERVAL" envDefault:"2s"`
 	ResyncInterval    time.Duration `env:"ACMEQ_RESYNC_INTERVAL" envDefault:"5m"`
 	HTTP01Port        int           `env:"ACMEQ_HTTP01_SELF_CHECK_PORT" envDefault:"80"`
 	HTTP01ResolveTo   string        `env:"ACMEQ_HTTP01_SELF_CHECK_ADDRESS"`
@@ -41,10 +44,11 @@ type workerEnv struct {
 
 // http01Env configures `acmeq http01`.
 type http01Env struct {
-	NATSURL    string `env:"ACMEQ_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
-	ListenAddr string `env:"ACMEQ_HTTP01_LISTEN" envDefault:":80"`
-	LogFormat  string `env:"ACMEQ_LOG_FORMAT" envDefault:"json"`
-	LogLevel   string `env:"ACMEQ_LOG_LEVEL" envDefault:"info"`
+	NATSURL     string `env:"ACMEQ_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	ListenAddr  string `env:"ACMEQ_HTTP01_LISTEN" envDefault:":80"`
+	MetricsAddr string `env:"ACMEQ_HTTP01_METRICS_LISTEN" envDefault:":9403"`
+	LogFormat   string `env:"ACMEQ_LOG_FORMAT" envDefault:"json"`
+	LogLevel    string `env:"ACMEQ_LOG_LEVEL" envDefault:"info"`
 }
 
 func parseEnv[T any]() (T, error) {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/acmeq/acmeq/solvers/http01"
 )
 
@@ -37,7 +39,23 @@ func runHTTP01(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving HTTP-01 challenges", "addr", ln.Addr().String())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "acmeq_http01_served_total", Help: "Challenge responses served."},
+			func() float64 { return float64(resp.Stats().Served) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "acmeq_http01_not_found_total", Help: "Requests answered 404 (unknown token or path)."},
+			func() float64 { return float64(resp.Stats().NotFound) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "acmeq_http01_tokens", Help: "Tokens currently presented."},
+			func() float64 { return float64(resp.Stats().Tokens) }),
+	)
+	mux := healthMux(nc, nil, reg)
+	go func() {
+		srv := &http.Server{Addr: e.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "addr", e.MetricsAddr, "err", err)
+		}
+	}()
+	log.Info("serving HTTP-01 challenges", "addr", ln.Addr().String(), "metrics", e.MetricsAddr)
 	return serveUntil(ctx, ln, resp)
 }
 

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/acmeq/acmeq/scheduler"
@@ -24,12 +27,17 @@ func (e workerEnv) config() (worker.Config, error) {
 	if e.SelfCheckInterval <= 0 {
 		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_SELF_CHECK_INTERVAL must be positive, got %s", e.SelfCheckInterval)
 	}
+	if e.AckWait < time.Second {
+		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_ACK_WAIT must be at least 1s, got %s", e.AckWait)
+	}
 	if e.SelfCheckInterval >= e.LeaseTTL {
 		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_LEASE_TTL (%s) must exceed ACMEQ_SELF_CHECK_INTERVAL (%s): a challenge waiting for its next self-check is not renewed", e.LeaseTTL, e.SelfCheckInterval)
 	}
 	cfg := worker.Config{
 		Name:              e.Name,
 		Concurrency:       e.Concurrency,
+		AckWait:           e.AckWait,
+		TickInterval:      e.TickInterval,
 		SelfCheckInterval: e.SelfCheckInterval,
 		ChallengeTimeout:  e.ChallengeTimeout,
 		ResyncInterval:    e.ResyncInterval,
@@ -56,7 +64,10 @@ func runWorker(ctx context.Context, _ []string) error {
 		return err
 	}
 	cfg.Logger = log
-	nc, js, st, err := openStore(ctx, e.connEnv, "acmeq-worker")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registerer = reg
+	nc, js, st, err := openStore(ctx, e.Conn, "acmeq-worker")
 	if err != nil {
 		return err
 	}
@@ -73,7 +84,7 @@ func runWorker(ctx context.Context, _ []string) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: e.ListenAddr, Handler: healthMux(nc, rdb), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: e.ListenAddr, Handler: healthMux(nc, rdb, reg), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("health and metrics server", "addr", e.ListenAddr, "err", err)
@@ -88,10 +99,11 @@ func runWorker(ctx context.Context, _ []string) error {
 	return nil
 }
 
-// healthMux serves /healthz (the process runs) and /readyz (NATS and
-// Redis answer).
-func healthMux(nc *nats.Conn, rdb *redis.Client) *http.ServeMux {
+// healthMux serves /metrics, /healthz (the process runs) and /readyz
+// (NATS and Redis answer).
+func healthMux(nc *nats.Conn, rdb *redis.Client, reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		var errs []error

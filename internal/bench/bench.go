@@ -10,6 +10,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,7 +18,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -50,9 +53,9 @@ var (
 	// new-account request within a few seconds (its store lock is held:
 	// the known lock-order deadlock of Pebble v2.10.1 under many concurrent
 	// orders). The measurement is void, not slow.
-	ErrPebbleHang = errors.New("Pebble hang? Pebble stopped answering (its store lock is held)")
+	ErrPebbleHang = errors.New("bench: Pebble hang? Pebble stopped answering (its store lock is held)")
 	// ErrTimeout: a run missed its deadline while Pebble still answered.
-	ErrTimeout = errors.New("run missed its deadline (Pebble still answers: slow, not hung)")
+	ErrTimeout = errors.New("bench: run missed its deadline (Pebble still answers: slow, not hung)")
 )
 
 // Result is one measured run.
@@ -64,6 +67,13 @@ type Result struct {
 	N, Issued, Failed int
 	// Wall is the time from the first request to the last certificate.
 	Wall time.Duration
+	// CPU is the CPU time the whole process (client or workers, Pebble,
+	// NATS, HTTP-01) used over Wall; RedisCPU is redis-server's (acmeq
+	// only). Less sensitive than Wall to other load on the machine.
+	CPU, RedisCPU time.Duration
+	// ACMERequests are the requests Pebble handled over Wall, by method
+	// and endpoint ("POST /authZ/").
+	ACMERequests map[string]int
 	// Errors holds the first few error messages.
 	Errors []string
 	// Err is set when the run did not complete: ErrPebbleHang, ErrTimeout
@@ -79,6 +89,15 @@ func (r Result) CertsPerSec() float64 {
 		return 0
 	}
 	return float64(r.Issued) / r.Wall.Seconds()
+}
+
+// CPUPerCert is the CPU time (process and redis-server) per issued
+// certificate.
+func (r Result) CPUPerCert() time.Duration {
+	if r.Issued == 0 {
+		return 0
+	}
+	return (r.CPU + r.RedisCPU) / time.Duration(r.Issued)
 }
 
 // OK reports a complete run: every certificate issued before the deadline.
@@ -145,4 +164,40 @@ func newCSR(names []string) ([]byte, error) {
 		return nil, err
 	}
 	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, key)
+}
+
+// processCPU returns the CPU time (user + system) this process has used,
+// from /proc/self/stat; 0 where there is no /proc.
+func processCPU() time.Duration {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	// USER_HZ is 100 on every Linux ABI Go supports.
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// timedHook, when set (by tests), is called as the timed part of a run
+// starts (true) and ends (false): a profile can cover just that part.
+var timedHook func(start bool)
+
+func timed(start bool) {
+	if timedHook != nil {
+		timedHook(start)
+	}
 }

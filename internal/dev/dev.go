@@ -47,7 +47,9 @@ const (
 type Options struct {
 	// Dir holds NATS' and Redis' data.
 	Dir string
-	// Workers to run. Defaults to WorkersDefault.
+	// Workers to run in-process. Defaults to WorkersDefault; negative runs
+	// none (tests that run `acmeq worker` processes), and then Start does
+	// not wait for the issuer: call CreateIssuer once workers run.
 	Workers int
 	// Cap on concurrent challenges. Defaults to scheduler.CapDefault.
 	Cap int
@@ -71,11 +73,12 @@ type Env struct {
 	ResponderAddr string
 
 	closers []func()
+	sched   *scheduler.Scheduler
 }
 
 // Start brings everything up and waits for the issuer to be Ready.
 func Start(ctx context.Context, o Options) (env *Env, err error) {
-	if o.Workers <= 0 {
+	if o.Workers == 0 {
 		o.Workers = WorkersDefault
 	}
 	if o.Logger == nil {
@@ -145,7 +148,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	env.closers = append(env.closers, func() { _ = srv.Close(); resp.Stop() })
 
 	// Workers, each with its own connections.
-	for i := range o.Workers {
+	for i := range max(o.Workers, 0) {
 		name := "dev-worker-" + strconv.Itoa(i)
 		wnc, wjs, err := connect(env.Stack.NATS.URL, name)
 		if err != nil {
@@ -183,8 +186,10 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		})
 	}
 
-	if err := env.createIssuer(ctx); err != nil {
-		return nil, err
+	if o.Workers > 0 {
+		if err := env.CreateIssuer(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return env, nil
 }
@@ -202,7 +207,25 @@ func connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
-func (env *Env) createIssuer(ctx context.Context) error {
+// Workers0Scheduler returns a scheduler client on the stack's Redis, for
+// inspection (it works with or without in-process workers).
+func (env *Env) Workers0Scheduler() *scheduler.Scheduler {
+	if env.sched == nil {
+		env.sched, _ = scheduler.New(redis.NewClient(&redis.Options{Addr: env.Stack.Redis.Addr}), scheduler.Config{})
+	}
+	return env.sched
+}
+
+// HTTPPort is the port of the HTTP-01 responder, which Pebble validates.
+func (env *Env) HTTPPort() int {
+	_, p, _ := net.SplitHostPort(env.ResponderAddr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// CreateIssuer applies the Issuer "dev" for the local Pebble and waits
+// until a worker has registered its account.
+func (env *Env) CreateIssuer(ctx context.Context) error {
 	iss := &messages.Issuer{
 		Metadata: messages.ObjectMeta{Name: IssuerName, Namespace: Namespace},
 		Spec: messages.IssuerSpec{ACME: &messages.ACMEIssuer{

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acmeq/acmeq/internal/bus"
+	"github.com/acmeq/acmeq/internal/dev"
+	"github.com/acmeq/acmeq/internal/store"
+	"github.com/acmeq/acmeq/messages"
+	"github.com/acmeq/acmeq/producer"
+)
+
+// TestFollowWatchAndDelete: `events -f` and `get -w` print what happens
+// after they started; `delete order` retries an order with a new ACME
+// order; `delete certificate` keeps the Secret.
+func TestFollowWatchAndDelete(t *testing.T) {
+	t.Parallel()
+	env, ctx := startEnv(t, dev.DemoRequests(2)) // demo-0 (1 name), demo-1 (2 names)
+	ns := dev.Namespace
+
+	t.Run("events -f and get -w", func(t *testing.T) {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		var events, watch syncBuffer
+		followed := make(chan error, 1)
+		go func() {
+			followed <- printEvents(fctx, &events, io.Discard, env.JS, eventsOptions{namespace: ns, follow: true}, time.Now)
+		}()
+		watched := make(chan error, 1)
+		go func() {
+			watched <- getResources(fctx, &watch, io.Discard, env.Store, mustParseGet(t, "certificates", "-w"), time.Now)
+		}()
+		// History comes first: once the last issuance's OrderValid is
+		// printed, the follower is live; likewise the watch's table.
+		eventually(t, 30*time.Second, "events -f printed the history", func() bool {
+			return strings.Count(events.String(), "OrderValid") == 2
+		})
+		eventually(t, 30*time.Second, "get -w printed the table", func() bool {
+			return strings.Contains(watch.String(), "demo-1 ")
+		})
+
+		late := producer.RequestOptions{Namespace: ns, Name: "late", Issuer: dev.IssuerName, DNSNames: []string{"late.acmeq.test"}}
+		if _, err := env.Producer.Request(ctx, late); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "events -f printed the new order's OrderValid", func() bool {
+			for _, l := range lines(events.String()) {
+				if strings.Contains(l, "OrderValid") && strings.Contains(l, "order/late-1-") {
+					return true
+				}
+			}
+			return false
+		})
+		eventually(t, 30*time.Second, "get -w printed the new certificate Ready", func() bool {
+			for _, l := range lines(watch.String()) {
+				if f := strings.Fields(l); len(f) >= 2 && f[0] == "late" && f[1] == "True" {
+					return true
+				}
+			}
+			return false
+		})
+		stop()
+		if err := <-followed; err != nil {
+			t.Errorf("events -f: %v", err)
+		}
+		if err := <-watched; err != nil {
+			t.Errorf("get -w: %v", err)
+		}
+		ev := lines(events.String())
+		if !strings.HasPrefix(ev[0], "LAST SEEN   TYPE ") || strings.Count(events.String(), "LAST SEEN") != 1 {
+			t.Errorf("events -f header:\n%s", events.String())
+		}
+		w := lines(watch.String())
+		if !strings.HasPrefix(w[0], "NAME ") || strings.Fields(w[0])[1] != "READY" || strings.Count(watch.String(), "NAME") != 1 {
+			t.Errorf("get -w header:\n%s", watch.String())
+		}
+		t.Logf("$ acmeq events -f (last lines)\n%s", strings.Join(ev[max(0, len(ev)-6):], "\n"))
+		t.Logf("$ acmeq get certificates -w\n%s", watch.String())
+
+		// -o json: one event per line, with Kubernetes' field names.
+		var out bytes.Buffer
+		if err := printEvents(ctx, &out, io.Discard, env.JS, eventsOptions{namespace: ns, kind: messages.KindCertificate, name: "late", json: true}, time.Now); err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		for _, l := range lines(out.String()) {
+			var raw map[string]any
+			if err := json.Unmarshal([]byte(l), &raw); err != nil {
+				t.Fatalf("events -o json line %q: %v", l, err)
+			}
+			for _, k := range []string{"type", "reason", "message", "involvedObject", "firstTimestamp", "lastTimestamp", "count"} {
+				if _, ok := raw[k]; !ok {
+					t.Errorf("events -o json line lacks %q: %s", k, l)
+				}
+			}
+			if obj := raw["involvedObject"].(map[string]any); obj["kind"] != "Certificate" || obj["name"] != "late" || obj["namespace"] != ns {
+				t.Errorf("involvedObject = %v", obj)
+			}
+			reasons = append(reasons, raw["reason"].(string))
+		}
+		if strings.Join(reasons, ",") != "Issuing,Generated,Requested,Issued" {
+			t.Errorf("events certificate/late -o json reasons = %v", reasons)
+		}
+	})
+
+	t.Run("delete order of a pending request", func(t *testing.T) {
+		crName := "demo-0-1"
+		old := orderOf(t, ctx, env, crName)
+		// Make the request look stuck on its order, as when a challenge
+		// never passes its self-check.
+		cr := &messages.CertificateRequest{}
+		if err := env.Store.Get(ctx, ns, crName, cr); err != nil {
+			t.Fatal(err)
+		}
+		cr.Status.Conditions = []messages.Condition{{Type: messages.ConditionReady, Status: messages.ConditionFalse, Reason: messages.ReasonPending,
+			Message: "Waiting on certificate issuance from order", LastTransitionTime: time.Now().UTC()}}
+		if err := env.Store.Update(ctx, cr); err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now().UTC().Truncate(time.Millisecond)
+		var out, errOut bytes.Buffer
+		if err := deleteOrder(ctx, &out, &errOut, env.Store, bus.New(env.JS, "test"), ns, old.Metadata.Name, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		want := `order.acme.cert-manager.io "` + old.Metadata.Name + `" deleted` + "\n" +
+			`CertificateRequest "demo-0-1" will create a new Order "` + old.Metadata.Name + `" (a new ACME order)` + "\n"
+		if out.String() != want || errOut.Len() != 0 {
+			t.Errorf("delete order printed:\n%s%s\nwant:\n%s", out.String(), errOut.String(), want)
+		}
+		// The same name, a new ACME order.
+		var got *messages.Order
+		eventually(t, time.Minute, "the new order was made at the CA", func() bool {
+			o := &messages.Order{}
+			if err := env.Store.Get(ctx, ns, old.Metadata.Name, o); err != nil {
+				return false
+			}
+			got = o
+			return o.Status.URL != "" && !o.Metadata.CreationTimestamp.Before(before)
+		})
+		if got.Status.URL == old.Status.URL {
+			t.Errorf("the new order has the old ACME order URL %s", got.Status.URL)
+		}
+		// The old challenges went with the old order.
+		chs, err := env.Store.List(ctx, messages.KindChallenge, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range chs {
+			m := ch.GetMeta()
+			if o := m.OwnerReference; o != nil && o.Name == old.Metadata.Name && m.CreationTimestamp.Before(before) {
+				t.Errorf("challenge %s of the deleted order is still there", m.Name)
+			}
+		}
+		t.Logf("$ acmeq delete order %s\n%s", old.Metadata.Name, out.String())
+	})
+
+	t.Run("delete order of a ready request", func(t *testing.T) {
+		old := orderOf(t, ctx, env, "demo-1-1")
+		var out, errOut bytes.Buffer
+		if err := deleteOrder(ctx, &out, &errOut, env.Store, bus.New(env.JS, "test"), ns, old.Metadata.Name, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		want := `order.acme.cert-manager.io "` + old.Metadata.Name + `" deleted` + "\n" +
+			`CertificateRequest "demo-1-1" is already Ready: it will not create a new Order` + "\n"
+		if out.String() != want {
+			t.Errorf("delete order printed:\n%s\nwant:\n%s", out.String(), want)
+		}
+		if err := env.Store.Get(ctx, ns, old.Metadata.Name, &messages.Order{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("order after delete: %v", err)
+		}
+		for i := range old.Status.Authorizations {
+			if err := env.Store.Get(ctx, ns, old.Metadata.Name+"-"+string(rune('0'+i)), &messages.Challenge{}); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("challenge %d after delete: %v", i, err)
+			}
+		}
+		var errOut2 bytes.Buffer
+		err := deleteOrder(ctx, io.Discard, &errOut2, env.Store, bus.New(env.JS, "test"), ns, old.Metadata.Name, time.Second)
+		var ee exitError
+		if !errors.As(err, &ee) || ee.code != 1 || errOut2.String() != `Error from server (NotFound): orders "`+old.Metadata.Name+`" not found`+"\n" {
+			t.Errorf("delete a missing order = %v, stderr %q", err, errOut2.String())
+		}
+	})
+
+	t.Run("delete certificate", func(t *testing.T) {
+		var out bytes.Buffer
+		if err := deleteCertificate(ctx, &out, io.Discard, env.Store, ns, "demo-1"); err != nil {
+			t.Fatal(err)
+		}
+		want := `certificate.cert-manager.io "demo-1" deleted` + "\n" +
+			`acmeq no longer manages it: its Secret "demo-1" is kept, and its CertificateRequests and Orders remain for history` + "\n"
+		if out.String() != want {
+			t.Errorf("delete certificate printed:\n%s\nwant:\n%s", out.String(), want)
+		}
+		if err := env.Store.Get(ctx, ns, "demo-1", &messages.Certificate{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("certificate after delete: %v", err)
+		}
+		if data, err := env.Store.GetSecret(ctx, ns, "demo-1"); err != nil || len(data[messages.SecretTLSCert]) == 0 {
+			t.Errorf("secret after delete: %v", err)
+		}
+		if err := env.Store.Get(ctx, ns, "demo-1-1", &messages.CertificateRequest{}); err != nil {
+			t.Errorf("certificate request after delete: %v", err)
+		}
+	})
+}
