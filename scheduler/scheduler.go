@@ -26,7 +26,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -62,6 +61,10 @@ type Config struct {
 	ScanLimit int
 	// Prefix of every key; keep a {hash tag}. Defaults to PrefixDefault.
 	Prefix string
+	// Audit records every enqueue, grant, release and reap, with Redis
+	// server time in microseconds, in the stream <Prefix>audit (capped at
+	// about 2 million entries). For tests and debugging; off by default.
+	Audit bool
 }
 
 // Validate checks the configuration, naming the field at fault.
@@ -159,7 +162,18 @@ func (s *Scheduler) Config() Config { return s.cfg }
 func (s *Scheduler) key(name string) string { return s.cfg.Prefix + name }
 
 func (s *Scheduler) keys() []string {
-	return []string{s.key("rr"), s.key("meta"), s.key("locks"), s.key("inflight"), s.key("seq")}
+	return []string{s.key("rr"), s.key("meta"), s.key("locks"), s.key("inflight"), s.key("seq"), s.key("audit")}
+}
+
+// AuditKey is the stream the scripts record events in when Config.Audit
+// is set.
+func (s *Scheduler) AuditKey() string { return s.key("audit") }
+
+func (s *Scheduler) auditFlag() string {
+	if s.cfg.Audit {
+		return "1"
+	}
+	return "0"
 }
 
 //go:embed scripts/enqueue.lua
@@ -192,8 +206,8 @@ func (s *Scheduler) Enqueue(ctx context.Context, items ...Item) (int, error) {
 	if len(items) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, 1+3*len(items))
-	args = append(args, s.cfg.Prefix+"q:")
+	args := make([]any, 0, 2+3*len(items))
+	args = append(args, s.auditFlag(), s.cfg.Prefix+"q:")
 	for _, it := range items {
 		if it.ID == "" || it.Lock == "" || !strings.Contains(it.ID, "/") {
 			return 0, fmt.Errorf("scheduler: enqueue: malformed item %+v", it)
@@ -215,7 +229,7 @@ func (s *Scheduler) Grant(ctx context.Context, max int) ([]Grant, error) {
 	if max <= 0 {
 		max = s.cfg.Cap
 	}
-	res, err := grantScript.Run(ctx, s.rdb, s.keys(),
+	res, err := grantScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(),
 		s.cfg.Cap, s.cfg.LeaseTTL.Milliseconds(), max, s.cfg.ScanLimit, s.cfg.Prefix+"q:").Slice()
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: grant: %w", err)
@@ -240,7 +254,7 @@ func (s *Scheduler) Grant(ctx context.Context, max int) ([]Grant, error) {
 // Renew extends the lease of id by the lease TTL; ErrNotHeld if there is
 // none.
 func (s *Scheduler) Renew(ctx context.Context, id string) error {
-	n, err := renewScript.Run(ctx, s.rdb, s.keys(), id, s.cfg.LeaseTTL.Milliseconds()).Int()
+	n, err := renewScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(), id, s.cfg.LeaseTTL.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("scheduler: renew %s: %w", id, err)
 	}
@@ -254,7 +268,7 @@ func (s *Scheduler) Renew(ctx context.Context, id string) error {
 // backlog). Releasing what is not held is a no-op; it reports whether a
 // lease was freed.
 func (s *Scheduler) Release(ctx context.Context, id string) (bool, error) {
-	n, err := releaseScript.Run(ctx, s.rdb, s.keys(), id, s.cfg.Prefix+"q:").Int()
+	n, err := releaseScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(), id, s.cfg.Prefix+"q:").Int()
 	if err != nil {
 		return false, fmt.Errorf("scheduler: release %s: %w", id, err)
 	}
@@ -271,7 +285,7 @@ func (s *Scheduler) Reap(ctx context.Context, limit int) ([]string, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	ids, err := reapScript.Run(ctx, s.rdb, s.keys(), limit, s.cfg.Prefix+"q:").StringSlice()
+	ids, err := reapScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(), limit, s.cfg.Prefix+"q:").StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: reap: %w", err)
 	}
@@ -323,11 +337,4 @@ func (s *Scheduler) Counts(ctx context.Context) (backlog, inflight int64, err er
 	}
 	inflight, backlog = inf.Val(), meta.Val()
 	return backlog - inflight, inflight, nil
-}
-
-// parseMeta splits a meta value "score|lock".
-func parseMeta(v string) (int64, string) {
-	sc, lk, _ := strings.Cut(v, "|")
-	n, _ := strconv.ParseInt(sc, 10, 64)
-	return n, lk
 }

@@ -35,6 +35,7 @@ type workerEnv struct {
 	AckWait           time.Duration `env:"ACMEQ_ACK_WAIT" envDefault:"60s"`
 	TickInterval      time.Duration `env:"ACMEQ_TICK_INTERVAL" envDefault:"2s"`
 	ResyncInterval    time.Duration `env:"ACMEQ_RESYNC_INTERVAL" envDefault:"5m"`
+	SchedulerAudit    bool          `env:"ACMEQ_SCHEDULER_AUDIT"`
 	HTTP01Port        int           `env:"ACMEQ_HTTP01_SELF_CHECK_PORT" envDefault:"80"`
 	HTTP01ResolveTo   string        `env:"ACMEQ_HTTP01_SELF_CHECK_ADDRESS"`
 	ListenAddr        string        `env:"ACMEQ_LISTEN" envDefault:":9402"`

@@ -42,7 +42,7 @@ func (e workerEnv) config() (worker.Config, error) {
 		ChallengeTimeout:  e.ChallengeTimeout,
 		ResyncInterval:    e.ResyncInterval,
 		HTTP01Port:        e.HTTP01Port,
-		Scheduler:         scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL},
+		Scheduler:         scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL, Audit: e.SchedulerAudit},
 	}
 	if e.HTTP01ResolveTo != "" {
 		cfg.Resolve = worker.ResolveTo(e.HTTP01ResolveTo)

@@ -1,12 +1,14 @@
 -- Grant leases to eligible challenges.
--- KEYS: 1 rr, 2 meta, 3 locks, 4 inflight, 5 seq
--- ARGV: 1 cap, 2 lease ttl ms, 3 max grants, 4 scan limit per namespace,
---       5 queue key prefix
+-- KEYS: 1 rr, 2 meta, 3 locks, 4 inflight, 5 seq, 6 audit stream
+-- ARGV: 1 audit flag, 2 cap, 3 lease ttl ms, 4 max grants,
+--       5 scan limit per namespace, 6 queue key prefix
 -- Returns { now_ms, id1, seq1, score1, id2, seq2, score2, ... }.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cap, ttl, max, scan = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local qp = ARGV[5]
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local audit = ARGV[1] == '1'
+local cap, ttl, max, scan = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local qp = ARGV[6]
 local out = { now }
 local inflight = redis.call('ZCARD', KEYS[4])
 local done = {} -- namespaces with nothing eligible in this call
@@ -39,6 +41,9 @@ while inflight < cap and grants < max do
             redis.call('ZADD', KEYS[1], seq, ns)
             if redis.call('ZCARD', q) == 0 then
               redis.call('ZREM', KEYS[1], ns)
+            end
+            if audit then
+              redis.call('XADD', KEYS[6], 'MAXLEN', '~', 2000000, '*', 'ev', 'grant', 'id', id, 'lock', lock, 'score', score, 'us', now_us)
             end
             out[#out + 1] = id
             out[#out + 1] = seq

@@ -1,10 +1,12 @@
 -- Release a challenge: free its slot and lock, forget it.
--- KEYS as grant; ARGV: 1 id, 2 queue key prefix. Returns 1 if a lease was freed.
-local id = ARGV[1]
+-- KEYS as grant; ARGV: 1 audit flag, 2 id, 3 queue key prefix.
+-- Returns 1 if a lease was freed.
+local id = ARGV[2]
 local meta = redis.call('HGET', KEYS[2], id)
 local freed = redis.call('ZREM', KEYS[4], id)
+local lock = nil
 if meta then
-  local lock = string.match(meta, '^[^|]*|(.*)$')
+  lock = string.match(meta, '^[^|]*|(.*)$')
   if lock and redis.call('HGET', KEYS[3], lock) == id then
     redis.call('HDEL', KEYS[3], lock)
   end
@@ -12,6 +14,10 @@ if meta then
 end
 local ns = string.match(id, '^([^/]+)/')
 if ns then
-  redis.call('ZREM', ARGV[2] .. ns, id)
+  redis.call('ZREM', ARGV[3] .. ns, id)
+end
+if ARGV[1] == '1' and freed == 1 then
+  local t = redis.call('TIME')
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', 2000000, '*', 'ev', 'release', 'id', id, 'lock', lock or '', 'us', tonumber(t[1]) * 1000000 + tonumber(t[2]))
 end
 return freed
