@@ -123,6 +123,13 @@ func (w *Worker) reconcileCertificate(ctx context.Context, t messages.Transition
 				return Done(), err
 			}
 			w.record(ctx, cert, messages.EventWarning, messages.ReasonFailed, msg)
+			return Done(), nil
+		}
+		// As cert-manager: a failed issuance is retried with a new request
+		// after a back-off. The resync sends the message that gets here
+		// once it is due; no message is held back meanwhile.
+		if w.cfg.Now().Sub(*cert.Status.LastFailureTime) >= w.cfg.FailedRetry {
+			return w.issue(ctx, cert, msgIssuingRetry)
 		}
 		return Done(), nil
 	}

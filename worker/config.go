@@ -32,6 +32,9 @@ const (
 	// PollMaxDefault caps the delay between polls of a CA that is
 	// validating or issuing and gave no Retry-After.
 	PollMaxDefault = 2 * time.Second
+	// FailedRetryDefault is cert-manager's back-off before a failed
+	// issuance is tried again with a new CertificateRequest.
+	FailedRetryDefault = time.Hour
 	// HTTP01PortDefault is the port HTTP-01 self-checks dial.
 	HTTP01PortDefault = 80
 )
@@ -61,6 +64,9 @@ type Config struct {
 	// PollMax caps the delay between polls of the CA. Defaults to
 	// PollMaxDefault.
 	PollMax time.Duration
+	// FailedRetry is how long a failed Certificate waits before a new
+	// request is made (found by the resync). Defaults to FailedRetryDefault.
+	FailedRetry time.Duration
 	// HTTP01Port is the port HTTP-01 self-checks dial. Defaults to 80.
 	HTTP01Port int
 	// Resolve maps a DNS name to the address self-checks dial; nil uses the
@@ -101,6 +107,9 @@ func (c *Config) defaults() {
 	}
 	if c.PollMax <= 0 {
 		c.PollMax = PollMaxDefault
+	}
+	if c.FailedRetry <= 0 {
+		c.FailedRetry = FailedRetryDefault
 	}
 	if c.HTTP01Port <= 0 {
 		c.HTTP01Port = HTTP01PortDefault

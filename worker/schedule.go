@@ -124,7 +124,7 @@ func (w *Worker) Resync(ctx context.Context) error {
 			return err
 		}
 		for _, o := range objs {
-			if finished(o) {
+			if w.finished(o) {
 				continue
 			}
 			m := o.GetMeta()
@@ -139,14 +139,19 @@ func (w *Worker) Resync(ctx context.Context) error {
 	return nil
 }
 
-func finished(o messages.Object) bool {
+// finished reports whether a resource needs no transition from the resync:
+// it is done, or failed with its retry not yet due.
+func (w *Worker) finished(o messages.Object) bool {
 	switch r := o.(type) {
 	case *messages.Order:
 		return r.Status.State.Final()
 	case *messages.CertificateRequest:
 		return messages.IsReady(r.Status.Conditions) || r.Status.FailureTime != nil
 	case *messages.Certificate:
-		return messages.IsReady(r.Status.Conditions) || r.Status.LastFailureTime != nil
+		if f := r.Status.LastFailureTime; f != nil {
+			return w.cfg.Now().Sub(*f) < w.cfg.FailedRetry
+		}
+		return messages.IsReady(r.Status.Conditions)
 	case *messages.Issuer:
 		return messages.IsReady(r.Status.Conditions)
 	}
