@@ -60,13 +60,33 @@ type DNS01Solver struct {
 	RFC2136 *RFC2136Provider `json:"rfc2136,omitempty"`
 }
 
-// RFC2136Provider updates a zone by RFC 2136 dynamic updates.
+// RFC2136Provider updates a zone by RFC 2136 dynamic updates, as
+// cert-manager's rfc2136 solver. The TSIG secret is not part of the Issuer
+// (Issuers are stored in plain text): it is read from a Secret, which is
+// sealed at rest.
 type RFC2136Provider struct {
-	Nameserver    string `json:"nameserver"`
-	TSIGKeyName   string `json:"tsigKeyName,omitempty"`
+	// Nameserver is the host:port of the primary nameserver that accepts
+	// dynamic updates, e.g. "10.0.0.53:53". The self-check asks it too.
+	Nameserver string `json:"nameserver"`
+	// TSIGKeyName is the name of the TSIG key updates are signed with; it
+	// and TSIGSecretSecretRef are set together, or neither (unsigned
+	// updates).
+	TSIGKeyName string `json:"tsigKeyName,omitempty"`
+	// TSIGAlgorithm is hmac-sha256 (the default), hmac-sha512 or hmac-sha1.
 	TSIGAlgorithm string `json:"tsigAlgorithm,omitempty"`
-	// TSIGSecret is the base64 TSIG secret.
-	TSIGSecret string `json:"tsigSecret,omitempty"`
+	// TSIGSecretSecretRef selects the key of a Secret, in the Issuer's
+	// namespace, whose value is the TSIG secret in base64 (as named.conf
+	// and tsig-keygen write it).
+	TSIGSecretSecretRef *SecretKeySelector `json:"tsigSecretSecretRef,omitempty"`
+}
+
+// SecretKeySelector selects one key of a Secret in the referring
+// resource's namespace, as cert-manager's SecretKeySelector.
+type SecretKeySelector struct {
+	// Name of the Secret.
+	Name string `json:"name"`
+	// Key of the entry in the Secret's data.
+	Key string `json:"key"`
 }
 
 // IssuerStatus is the observed state of an Issuer.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -29,6 +30,11 @@ spec:
     - dns01:
         rfc2136:
           nameserver: 10.0.0.53:53
+          tsigKeyName: acmeq-key
+          tsigAlgorithm: HMACSHA512
+          tsigSecretSecretRef:
+            name: tsig-secret
+            key: tsig-secret-key
 ---
 # an empty document is skipped
 --- # pasted from cert-manager
@@ -69,7 +75,10 @@ func TestDecodeYAMLMultiDoc(t *testing.T) {
 	}
 	if iss.APIVersion != messages.APIVersion || iss.Kind != messages.KindIssuer || iss.Metadata.Name != "dev" ||
 		iss.Spec.ACME.Email != "ops@example.com" || len(iss.Spec.ACME.Solvers) != 2 ||
-		iss.Spec.ACME.Solvers[1].DNS01.RFC2136.Nameserver != "10.0.0.53:53" ||
+		!reflect.DeepEqual(iss.Spec.ACME.Solvers[1].DNS01.RFC2136, &messages.RFC2136Provider{
+			Nameserver: "10.0.0.53:53", TSIGKeyName: "acmeq-key", TSIGAlgorithm: "HMACSHA512",
+			TSIGSecretSecretRef: &messages.SecretKeySelector{Name: "tsig-secret", Key: "tsig-secret-key"},
+		}) ||
 		!strings.Contains(iss.Spec.ACME.CABundle, "\n---\n") {
 		t.Errorf("Issuer: %+v %+v", iss, iss.Spec.ACME)
 	}
@@ -137,6 +146,10 @@ func TestDecodeErrors(t *testing.T) {
 		name:  "unknown field in a list, JSON Lines",
 		input: issuer + "\n" + `{"apiVersion":"acmeq.io/v1","kind":"Issuer","metadata":{"name":"x"},"spec":{"acme":{"solvers":[{"http01":{}},{"dns01":{"route53":{}}}]}}}`,
 		want:  `document 2 (Issuer): spec.acme.solvers[1].dns01.route53: unknown field`,
+	}, {
+		name:  "inline TSIG secret",
+		input: "apiVersion: acmeq.io/v1\nkind: Issuer\nmetadata:\n  name: dev\nspec:\n  acme:\n    solvers:\n    - dns01:\n        rfc2136:\n          nameserver: 10.0.0.53:53\n          tsigSecret: c2VjcmV0\n",
+		want:  `document 1 (Issuer): spec.acme.solvers[0].dns01.rfc2136.tsigSecret: unknown field`,
 	}, {
 		name:  "unknown metadata field",
 		input: "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata:\n  name: dev\n  annotations: {a: b}\n",

@@ -2,16 +2,18 @@ package producer
 
 import (
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/miekg/dns"
 
 	"github.com/acmeq/acmeq/messages"
 )
@@ -369,8 +371,10 @@ func validateDNS01(field string, d *messages.DNS01Solver) []error {
 	}
 	if p.TSIGAlgorithm != "" {
 		ok := false
+		alg := strings.TrimSuffix(p.TSIGAlgorithm, ".")
 		for _, a := range tsigAlgorithms {
-			if strings.EqualFold(strings.TrimSuffix(p.TSIGAlgorithm, "."), a) {
+			// cert-manager spells them HMACSHA256, ...: accepted too.
+			if strings.EqualFold(alg, a) || strings.EqualFold(alg, strings.ReplaceAll(a, "-", "")) {
 				ok = true
 			}
 		}
@@ -378,16 +382,43 @@ func validateDNS01(field string, d *messages.DNS01Solver) []error {
 			errs = append(errs, fmt.Errorf("%s.tsigAlgorithm: %q is not supported (want %s)", field, p.TSIGAlgorithm, orList(tsigAlgorithms)))
 		}
 	}
-	if (p.TSIGKeyName == "") != (p.TSIGSecret == "") {
-		errs = append(errs, fmt.Errorf("%s: tsigKeyName and tsigSecret must be set together", field))
+	if (p.TSIGKeyName == "") != (p.TSIGSecretSecretRef == nil) {
+		errs = append(errs, fmt.Errorf("%s: tsigKeyName and tsigSecretSecretRef must be set together", field))
 	}
-	if p.TSIGSecret != "" {
-		if _, err := base64.StdEncoding.DecodeString(p.TSIGSecret); err != nil {
-			errs = append(errs, fmt.Errorf("%s.tsigSecret: not valid base64: %v", field, err))
+	if p.TSIGKeyName != "" {
+		if _, ok := dns.IsDomainName(p.TSIGKeyName); !ok || strings.Trim(p.TSIGKeyName, ".") == "" || strings.Contains(p.TSIGKeyName, "..") {
+			errs = append(errs, fmt.Errorf("%s.tsigKeyName: %q is not a valid DNS name", field, p.TSIGKeyName))
 		}
+	}
+	if ref := p.TSIGSecretSecretRef; ref != nil {
+		errs = append(errs, validateSecretKeySelector(field+".tsigSecretSecretRef", ref)...)
 	}
 	return errs
 }
+
+// validateSecretKeySelector checks a reference to one key of a Secret: the
+// name is an object name and the key a Kubernetes Secret data key.
+func validateSecretKeySelector(field string, ref *messages.SecretKeySelector) []error {
+	var errs []error
+	if err := messages.ValidateObjectName(field+".name", ref.Name); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case ref.Key == "":
+		errs = append(errs, fmt.Errorf("%s.key: must not be empty", field))
+	case len(ref.Key) > maxSecretKeyLength:
+		errs = append(errs, fmt.Errorf("%s.key: %q is longer than %d characters", field, ref.Key, maxSecretKeyLength))
+	case !secretKeyRE.MatchString(ref.Key) || ref.Key == "." || ref.Key == "..":
+		errs = append(errs, fmt.Errorf("%s.key: %q must consist of alphanumeric characters, '-', '_' or '.'", field, ref.Key))
+	}
+	return errs
+}
+
+// secretKeyRE and maxSecretKeyLength are Kubernetes' rules for the keys of
+// a Secret's data (which also forbid "." and "..").
+var secretKeyRE = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+
+const maxSecretKeyLength = 253
 
 func validPort(s string) bool {
 	n, err := strconv.Atoi(s)

@@ -51,10 +51,10 @@ func dnsIssuer(sel *messages.SolverSelector) *messages.Issuer {
 	i.Spec.ACME.Solvers = []messages.ACMESolver{
 		{HTTP01: &messages.HTTP01Solver{}},
 		{Selector: sel, DNS01: &messages.DNS01Solver{RFC2136: &messages.RFC2136Provider{
-			Nameserver:    "10.0.0.53:53",
-			TSIGKeyName:   "acmeq.",
-			TSIGAlgorithm: "hmac-sha256",
-			TSIGSecret:    "c2VjcmV0",
+			Nameserver:          "10.0.0.53:53",
+			TSIGKeyName:         "acmeq.",
+			TSIGAlgorithm:       "hmac-sha256",
+			TSIGSecretSecretRef: &messages.SecretKeySelector{Name: "tsig", Key: "tsig-secret.key"},
 		}}},
 	}
 	return i
@@ -375,8 +375,15 @@ func TestValidateIssuer(t *testing.T) {
 		}, ""},
 		{"valid nameserver IPv6", rfc(func(p *messages.RFC2136Provider) { p.Nameserver = "[2001:db8::53]:53" }), ""},
 		{"valid TSIG algorithm in upper case with a dot", rfc(func(p *messages.RFC2136Provider) {
-			p.TSIGAlgorithm, p.TSIGKeyName, p.TSIGSecret = "HMAC-SHA512.", "k.", "c2VjcmV0"
+			p.TSIGAlgorithm, p.TSIGKeyName = "HMAC-SHA512.", "k."
+			p.TSIGSecretSecretRef = &messages.SecretKeySelector{Name: "tsig", Key: "secret"}
 		}), ""},
+		{"valid TSIG algorithm spelled as in cert-manager", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGAlgorithm, p.TSIGKeyName = "HMACSHA256", "k"
+			p.TSIGSecretSecretRef = &messages.SecretKeySelector{Name: "tsig", Key: "secret"}
+		}), ""},
+		{"TSIG algorithm HMACMD5", rfc(func(p *messages.RFC2136Provider) { p.TSIGAlgorithm = "HMACMD5" }),
+			s0 + `.tsigAlgorithm: "HMACMD5" is not supported (want hmac-sha256, hmac-sha512 or hmac-sha1)`},
 		{"no acme", func(i *messages.Issuer) { i.Spec.ACME = nil }, `spec.acme: required (acmeq supports ACME issuers only)`},
 		{"no server", func(i *messages.Issuer) { i.Spec.ACME.Server = "" }, `spec.acme.server: an ACME directory URL is required`},
 		{"http server", func(i *messages.Issuer) { i.Spec.ACME.Server = "http://127.0.0.1:14000/dir" },
@@ -415,10 +422,40 @@ func TestValidateIssuer(t *testing.T) {
 			s0 + `.nameserver: "ns1.example.com:99999" must be host:port, e.g. 10.0.0.53:53`},
 		{"TSIG algorithm", rfc(func(p *messages.RFC2136Provider) { p.TSIGAlgorithm = "hmac-md5" }),
 			s0 + `.tsigAlgorithm: "hmac-md5" is not supported (want hmac-sha256, hmac-sha512 or hmac-sha1)`},
-		{"TSIG key without secret", rfc(func(p *messages.RFC2136Provider) { p.TSIGKeyName = "k." }),
-			s0 + `: tsigKeyName and tsigSecret must be set together`},
-		{"TSIG secret not base64", rfc(func(p *messages.RFC2136Provider) { p.TSIGKeyName, p.TSIGSecret = "k.", "!!" }),
-			s0 + `.tsigSecret: not valid base64: illegal base64 data at input byte 0`},
+		{"TSIG key without secret ref", rfc(func(p *messages.RFC2136Provider) { p.TSIGKeyName = "k." }),
+			s0 + `: tsigKeyName and tsigSecretSecretRef must be set together`},
+		{"TSIG secret ref without key name", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGSecretSecretRef = &messages.SecretKeySelector{Name: "tsig", Key: "secret"}
+		}), s0 + `: tsigKeyName and tsigSecretSecretRef must be set together`},
+		{"TSIG key name not a DNS name", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = "a..b", &messages.SecretKeySelector{Name: "tsig", Key: "secret"}
+		}), s0 + `.tsigKeyName: "a..b" is not a valid DNS name`},
+		{"TSIG key name the root", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = ".", &messages.SecretKeySelector{Name: "tsig", Key: "secret"}
+		}), s0 + `.tsigKeyName: "." is not a valid DNS name`},
+		{"TSIG secret ref without name", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = "k.", &messages.SecretKeySelector{Key: "secret"}
+		}), s0 + `.tsigSecretSecretRef.name: must not be empty`},
+		{"TSIG secret ref with a bad name", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = "k.", &messages.SecretKeySelector{Name: "TSIG.secret", Key: "secret"}
+		}), s0 + `.tsigSecretSecretRef.name: "TSIG.secret" ` + objectNameRule},
+		{"TSIG secret ref without key", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = "k.", &messages.SecretKeySelector{Name: "tsig"}
+		}), s0 + `.tsigSecretSecretRef.key: must not be empty`},
+		{"TSIG secret ref with a bad key", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = "k.", &messages.SecretKeySelector{Name: "tsig", Key: "tsig/secret"}
+		}), s0 + `.tsigSecretSecretRef.key: "tsig/secret" must consist of alphanumeric characters, '-', '_' or '.'`},
+		{"TSIG secret ref with key ..", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = "k.", &messages.SecretKeySelector{Name: "tsig", Key: ".."}
+		}), s0 + `.tsigSecretSecretRef.key: ".." must consist of alphanumeric characters, '-', '_' or '.'`},
+		{"TSIG secret ref with a long key", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGKeyName, p.TSIGSecretSecretRef = "k.", &messages.SecretKeySelector{Name: "tsig", Key: strings.Repeat("k", 254)}
+		}), s0 + `.tsigSecretSecretRef.key: "` + strings.Repeat("k", 254) + `" is longer than 253 characters`},
+		{"TSIG secret ref with every problem", rfc(func(p *messages.RFC2136Provider) {
+			p.TSIGSecretSecretRef = &messages.SecretKeySelector{}
+		}), s0 + `: tsigKeyName and tsigSecretSecretRef must be set together` + "\n" +
+			s0 + `.tsigSecretSecretRef.name: must not be empty` + "\n" +
+			s0 + `.tsigSecretSecretRef.key: must not be empty`},
 		{"bad name and namespace", func(i *messages.Issuer) { i.Metadata.Name, i.Metadata.Namespace = "dev.1", "" },
 			`metadata.name: "dev.1" ` + objectNameRule + "\n" + `metadata.namespace: must not be empty`},
 	}

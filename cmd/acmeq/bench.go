@@ -20,16 +20,20 @@ func runBench(ctx context.Context, args []string) error {
 	workers := fs.Int("workers", bench.WorkersDefault, "acmeq workers")
 	rounds := fs.Int("rounds", bench.RoundsDefault, "rounds of one baseline run and one acmeq run")
 	timeout := fs.Duration("timeout", 0, "deadline of each run (default 30s + 300ms per certificate)")
+	hangRetries := fs.Int("hang-retries", bench.HangRetriesDefault, "times a run that finds Pebble hung is repeated on a fresh Pebble")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
-	if *n <= 0 || *concurrency <= 0 || *workers <= 0 || *rounds <= 0 || *timeout < 0 {
-		return exitError{code: 2, msg: "bench: -n, -concurrency, -workers and -rounds must be positive"}
+	if *n <= 0 || *concurrency <= 0 || *workers <= 0 || *rounds <= 0 || *timeout < 0 || *hangRetries < 0 {
+		return exitError{code: 2, msg: "bench: -n, -concurrency, -workers and -rounds must be positive, -timeout and -hang-retries not negative"}
+	}
+	if *hangRetries == 0 {
+		*hangRetries = -1 // bench.Options: negative means none
 	}
 	fmt.Fprintf(os.Stderr, "acmeq bench: %d rounds of %d certificates, baseline then acmeq, each on a fresh Pebble...\n", *rounds, *n)
 	rep, err := bench.Run(ctx, bench.Options{
 		N: *n, Concurrency: *concurrency, Workers: *workers, Rounds: *rounds,
-		Timeout: *timeout, Progress: os.Stderr,
+		Timeout: *timeout, HangRetries: *hangRetries, Progress: os.Stderr,
 	})
 	if rep != nil {
 		fmt.Println()

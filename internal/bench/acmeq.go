@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/acmeq/acmeq/internal/dev"
@@ -60,8 +61,8 @@ func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res R
 	for i := range n {
 		names[i] = CertName(i)
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	rctx, stop := runContext(ctx, env.Stack.Pebble, timeout)
+	defer stop()
 	type waited struct {
 		got map[string]dev.Result
 		err error
@@ -71,6 +72,9 @@ func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res R
 	if err != nil {
 		res.Err = err
 		return res
+	}
+	if startHook != nil {
+		startHook(env.JS.Conn())
 	}
 	timed(true)
 	reqs0 := reqs.snapshot()
@@ -108,7 +112,11 @@ func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res R
 	w := <-done
 	res.Wall, res.CPU = time.Since(start), processCPU()-cpu0
 	timed(false)
+	if stopHook != nil {
+		stopHook()
+	}
 	res.ACMERequests = reqs.since(reqs0)
+	res.Load = loadAverage()
 	if c, err := redisCPU(ctx, rdb); err == nil {
 		res.RedisCPU = c - redisCPU0
 	}
@@ -124,16 +132,26 @@ func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res R
 	case ctx.Err() != nil:
 		res.Err = ctx.Err()
 		return res
-	case w.err != nil && errors.Is(w.err, context.DeadlineExceeded):
-		res.Err = deadlineError(env.Stack.Pebble, timeout)
+	case w.err != nil && rctx.Err() != nil:
+		res.Err = runError(rctx, env.Stack.Pebble, timeout, res.Wall)
 		if errors.Is(res.Err, ErrPebbleHang) {
+			// Close the hung Pebble first: it drops the connections the
+			// workers' handlers wait on, so they stop at once.
+			env.Stack.Pebble.Close()
 			return res
 		}
 	case w.err != nil:
 		res.Err = fmt.Errorf("bench: acmeq: %w", w.err)
 	}
+	stop()
 	if res.Cost, err = m.finish(ctx, res.Issued); err != nil && res.Err == nil {
 		res.Err = err
 	}
 	return res
 }
+
+// Temporary diagnostic hooks (tests only).
+var (
+	startHook func(*nats.Conn)
+	stopHook  func()
+)

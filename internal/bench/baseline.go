@@ -83,8 +83,8 @@ func baseline(ctx context.Context, n, concurrency int, timeout time.Duration) (r
 		return res
 	}
 
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	rctx, stop := runContext(ctx, p, timeout)
+	defer stop()
 	jobs := make(chan int)
 	var (
 		mu sync.Mutex
@@ -122,11 +122,12 @@ feed:
 	res.Wall, res.CPU = time.Since(start), processCPU()-cpu0
 	timed(false)
 	res.ACMERequests = reqs.since(reqs0)
+	res.Load = loadAverage()
 	switch {
 	case ctx.Err() != nil:
 		res.Err = ctx.Err()
 	case rctx.Err() != nil && res.Issued+res.Failed < n:
-		res.Err = deadlineError(p, timeout)
+		res.Err = runError(rctx, p, timeout, res.Wall)
 	}
 	return res
 }

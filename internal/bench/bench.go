@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -39,8 +40,9 @@ const (
 	TimeoutBase           = 30 * time.Second
 	TimeoutPerCertificate = 300 * time.Millisecond
 	// probeTimeout bounds the request that tells a hung Pebble from a
-	// slow one.
-	probeTimeout = 5 * time.Second
+	// slow one; probeInterval is how often a run's watchdog sends it.
+	probeTimeout  = 10 * time.Second
+	probeInterval = 5 * time.Second
 	// maxErrors is how many error messages a Result keeps.
 	maxErrors = 5
 	// Domain is the parent of every benchmark name.
@@ -71,6 +73,9 @@ type Result struct {
 	// NATS, HTTP-01) used over Wall; RedisCPU is redis-server's (acmeq
 	// only). Less sensitive than Wall to other load on the machine.
 	CPU, RedisCPU time.Duration
+	// Load is the host's one-minute load average as the run ended (0
+	// where there is no /proc/loadavg): a run on a busy host is slower.
+	Load float64
 	// ACMERequests are the requests Pebble handled over Wall, by method
 	// and endpoint ("POST /authZ/").
 	ACMERequests map[string]int
@@ -98,6 +103,15 @@ func (r Result) CPUPerCert() time.Duration {
 		return 0
 	}
 	return (r.CPU + r.RedisCPU) / time.Duration(r.Issued)
+}
+
+// ACMERequestsPerCert is the number of requests Pebble handled per issued
+// certificate.
+func (r Result) ACMERequestsPerCert() float64 {
+	if r.Issued == 0 {
+		return 0
+	}
+	return float64(total(r.ACMERequests)) / float64(r.Issued)
 }
 
 // OK reports a complete run: every certificate issued before the deadline.
@@ -148,8 +162,59 @@ func probePebble(p *stack.Pebble) error {
 	return nil
 }
 
-// deadlineError is the Err of a run that missed its deadline.
-func deadlineError(p *stack.Pebble, timeout time.Duration) error {
+// runContext is the context of the timed part of a run: it ends at the
+// deadline, or as soon as a watchdog finds Pebble hung, so a hang costs
+// seconds, not the whole deadline. Every probeInterval the watchdog looks
+// for goroutines blocked on a lock in Pebble's store; when one is still
+// blocked at the next look and Pebble also leaves a new-account request
+// unanswered for probeTimeout, Pebble is hung: a busy but live Pebble
+// passes either test.
+func runContext(ctx context.Context, p *stack.Pebble, timeout time.Duration) (context.Context, func()) {
+	cctx, cancelCause := context.WithCancelCause(ctx)
+	rctx, cancel := context.WithTimeout(cctx, timeout)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(probeInterval)
+		defer t.Stop()
+		before := lockWaiters()
+		var prev map[string]string
+		for {
+			select {
+			case <-stop:
+				return
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			cur := lockWaiters()
+			fn := stuck(before, prev, cur)
+			prev = cur
+			if fn == "" {
+				continue
+			}
+			if err := probePebble(p); errors.Is(err, ErrPebbleHang) {
+				cancelCause(fmt.Errorf("%w: a goroutine stayed blocked in %s across two looks %s apart", err, fn, probeInterval))
+				return
+			}
+		}
+	}()
+	return rctx, sync.OnceFunc(func() {
+		close(stop)
+		<-done
+		cancel()
+		cancelCause(nil)
+	})
+}
+
+// runError is the Err of a run whose context ended before every
+// certificate was done: ErrPebbleHang (found by the watchdog, or by a last
+// probe at the deadline) or ErrTimeout.
+func runError(ctx context.Context, p *stack.Pebble, timeout time.Duration, elapsed time.Duration) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrPebbleHang) {
+		return fmt.Errorf("%w (found by the watchdog after %s)", cause, elapsed.Round(time.Second))
+	}
 	if err := probePebble(p); errors.Is(err, ErrPebbleHang) {
 		return fmt.Errorf("%w (deadline %s)", ErrPebbleHang, timeout)
 	}
@@ -200,4 +265,18 @@ func timed(start bool) {
 	if timedHook != nil {
 		timedHook(start)
 	}
+}
+
+// loadAverage returns the host's one-minute load average, or 0.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

@@ -85,6 +85,42 @@ func TestMonitorArgs(t *testing.T) {
 	}
 }
 
+func TestLockWaiters(t *testing.T) {
+	dump := `goroutine 1 [running]:
+main.main()
+	/x/main.go:1 +0x1
+
+goroutine 7 [sync.RWMutex.RLock, 2 minutes]:
+sync.runtime_SemacquireRWMutexR(0xc0001, 0x0, 0x0)
+	/go/src/runtime/sema.go:100 +0x25
+github.com/letsencrypt/pebble/v2/db.(*MemoryStore).FindValidAuthorization(0xc000123, {0xc0002, 0x20}, {{0xc0003, 0x3}, {0xc0004, 0x10}})
+	/m/pebble/v2@v2.10.1/db/memorystore.go:321 +0x9c
+github.com/letsencrypt/pebble/v2/wfe.(*WebFrontEndImpl).makeAuthorizations(...)
+	/m/pebble/v2@v2.10.1/wfe/wfe.go:1563
+
+goroutine 9 [sync.Mutex.Lock]:
+github.com/acmeq/acmeq/other.F()
+	/x/other.go:1 +0x1
+
+goroutine 8 [chan receive]:
+github.com/letsencrypt/pebble/v2/db.(*MemoryStore).X()
+	/m/db/memorystore.go:1 +0x1
+`
+	got := parseLockWaiters(dump)
+	if len(got) != 1 || got["7"] != "db.(*MemoryStore).FindValidAuthorization" {
+		t.Fatalf("parseLockWaiters = %q", got)
+	}
+	if fn := stuck(nil, got, got); fn != got["7"] {
+		t.Errorf("stuck across two dumps = %q", fn)
+	}
+	if fn := stuck(got, got, got); fn != "" {
+		t.Errorf("stuck before the run counted: %q", fn)
+	}
+	if fn := stuck(nil, map[string]string{}, got); fn != "" {
+		t.Errorf("stuck on first sight: %q", fn)
+	}
+}
+
 func TestMedian(t *testing.T) {
 	for _, tc := range []struct {
 		in   []float64

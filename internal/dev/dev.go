@@ -59,6 +59,10 @@ type Options struct {
 	Logger *slog.Logger
 	// PebbleLog receives Pebble's log; nil discards.
 	PebbleLog io.Writer
+	// DNS01 also starts a BIND serving DNS01Zone, which Pebble's VA asks
+	// for names in that zone (see DNS01), and creates the issuer
+	// DNS01IssuerName with an rfc2136 DNS-01 solver.
+	DNS01 bool
 }
 
 // Env is a running dev stack.
@@ -71,6 +75,8 @@ type Env struct {
 	Workers   []*worker.Worker
 	// ResponderAddr is where the HTTP-01 responder listens.
 	ResponderAddr string
+	// DNS01 is the BIND and DNS front of Options.DNS01; nil without it.
+	DNS01 *DNS01
 
 	closers []func()
 	sched   *scheduler.Scheduler
@@ -103,12 +109,16 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if o.PebbleLog != nil {
 		pebbleLog = log.New(o.PebbleLog, "pebble ", log.LstdFlags)
 	}
-	env.Stack, err = stack.Start(o.Dir, httpPort, pebbleLog)
+	if o.DNS01 {
+		env.Stack, env.DNS01, err = startDNS01Stack(o.Dir, httpPort, pebbleLog)
+	} else {
+		env.Stack, err = stack.Start(o.Dir, httpPort, pebbleLog)
+	}
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("dev: %w", err)
 	}
-	env.closers = append(env.closers, env.Stack.Close)
+	env.closers = append(env.closers, env.Stack.Close, env.DNS01.Close)
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -189,6 +199,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if o.Workers > 0 {
 		if err := env.CreateIssuer(ctx); err != nil {
 			return nil, err
+		}
+		if o.DNS01 {
+			if err := env.CreateDNS01Issuer(ctx); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return env, nil

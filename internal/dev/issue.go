@@ -3,7 +3,6 @@ package dev
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,9 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
 )
@@ -43,46 +40,19 @@ type Result struct {
 	Names   []string
 }
 
-// WaitCertificates follows the named Certificates (by a KV watch, no
-// polling) until each is Ready or failed, or ctx ends.
+// WaitCertificates follows the named Certificates of ns (by a KV watch,
+// no polling) until each is Ready or failed, or ctx ends.
 func (env *Env) WaitCertificates(ctx context.Context, ns string, names []string) (map[string]Result, error) {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
+	keys := make([][2]string, len(names))
+	for i, n := range names {
+		keys[i] = [2]string{ns, n}
 	}
-	out := map[string]Result{}
-	w, err := env.Store.KV(messages.KindCertificate).Watch(ctx, ns+".*", jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("dev: watch certificates: %w", err)
+	got, err := producer.WaitCertificates(ctx, env.Store, keys, nil)
+	out := make(map[string]Result, len(got))
+	for k, o := range got {
+		out[k[1]] = Result{Name: o.Name, Ready: o.Ready, Message: o.Reason, Names: o.Names}
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return out, fmt.Errorf("dev: %d of %d certificates still pending: %w", len(want)-len(out), len(want), ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return out, errors.New("dev: certificate watch closed")
-			}
-			if e == nil {
-				continue
-			}
-			c := &messages.Certificate{}
-			if err := json.Unmarshal(e.Value(), c); err != nil || !want[c.Metadata.Name] {
-				continue
-			}
-			cond := messages.GetCondition(c.Status.Conditions, messages.ConditionReady)
-			switch {
-			case cond != nil && cond.Status == messages.ConditionTrue:
-				out[c.Metadata.Name] = Result{Name: c.Metadata.Name, Ready: true, Message: cond.Message, Names: c.Spec.DNSNames}
-			case c.Status.LastFailureTime != nil && cond != nil:
-				out[c.Metadata.Name] = Result{Name: c.Metadata.Name, Message: cond.Reason + ": " + cond.Message, Names: c.Spec.DNSNames}
-			}
-			if len(out) == len(want) {
-				return out, nil
-			}
-		}
-	}
+	return out, err
 }
 
 // WriteCertificate writes DIR/<name>/tls.crt (leaf first, then the chain)
@@ -157,4 +127,3 @@ func VerifyChain(chainPEM, rootPEM []byte, names []string) (*x509.Certificate, e
 	return certs[0], nil
 }
 
-var _ = store.ErrNotFound

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/letsencrypt/pebble/v2/ca"
@@ -128,7 +129,7 @@ func StartPebble(cfg PebbleConfig) (*Pebble, error) {
 		ManagementURL: "https://" + mgmtLn.Addr().String(),
 		TLSCertPEM:    certPEM,
 		ca:            caImpl,
-		acme:          newPebbleServer(wfeImpl.Handler(), tlsConfig, logger),
+		acme:          newPebbleServer(serialized(wfeImpl.Handler()), tlsConfig, logger),
 		mgmt:          newPebbleServer(wfeImpl.ManagementHandler(), tlsConfig, logger),
 	}
 	go serveTLS(p.acme, acmeLn, logger)
@@ -157,6 +158,25 @@ func newPebbleCore(cfg PebbleConfig, logger *log.Logger) (caImpl *ca.CAImpl, wfe
 }
 
 // newPebbleServer returns an HTTPS server for h.
+// serialized runs one ACME request at a time. Pebble v2.10.1's in-memory
+// store can deadlock under concurrent requests: FindValidAuthorization (on
+// every new-order) holds the store's read lock while taking each
+// authorization's lock, while other handlers hold an authorization's lock
+// and wait for the store's, and Go's RWMutex blocks new readers behind a
+// waiting writer. Seen here with a few hundred concurrent orders. With one
+// request at a time no two handlers can form that cycle (the validator's
+// goroutines take authorization locks only). Pebble is CPU-bound on one
+// process anyway, so this costs little; every client, acmeq and the bare
+// baseline of the benchmark alike, goes through it.
+func serialized(h http.Handler) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
 func newPebbleServer(h http.Handler, tlsConfig *tls.Config, logger *log.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,

@@ -182,6 +182,35 @@ func (r *Redis) Restart() error {
 	return fmt.Errorf("stack: restart redis on %s: %w", r.Addr, lastErr)
 }
 
+// Pause freezes the server with SIGSTOP, sent to its process group: it
+// keeps its data and its port, the kernel still accepts connections, but
+// nothing is answered until Resume, as with a Redis host that is
+// unreachable for a while. Pausing a server that is not running is a no-op.
+//
+// Resume a paused server before Stop: a frozen process cannot act on
+// Stop's SIGTERM, so Stop would wait its whole grace period and then kill
+// it. Kill and Restart work on a paused server.
+func (r *Redis) Pause() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return nil
+	}
+	return r.proc.signal(syscall.SIGSTOP)
+}
+
+// Resume lets a server frozen by Pause run again (SIGCONT to its process
+// group), with the data it had. Resuming a server that is running or not
+// running at all is a no-op.
+func (r *Redis) Resume() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return nil
+	}
+	return r.proc.signal(syscall.SIGCONT)
+}
+
 // killLocked kills the current process, if any, and waits for it. r.mu must
 // be held.
 func (r *Redis) killLocked() error {

@@ -22,7 +22,8 @@ const Omitted = "[...]"
 // kubectl's generic describer.
 var describeSkip = []string{".metadata.name", ".metadata.namespace", ".metadata.labels", ".metadata.annotations", ".metadata.managedFields"}
 
-// secretFields are never printed.
+// secretFields are never printed (Issuers once held an RFC 2136 TSIG
+// secret inline; it is now a reference to a Secret).
 var secretFields = []string{"tsigSecret"}
 
 // prefixWriter is kubectl describe's PrefixWriter: two spaces of indent

@@ -101,7 +101,7 @@ func TestAggregateEvents(t *testing.T) {
 		ev(iss, messages.EventNormal, "Checking", "checking", 104*time.Second),
 		ev(iss, messages.EventWarning, "ErrUpdateACMEAccount", msg, 103*time.Second),
 		ev(other, messages.EventWarning, "ErrUpdateACMEAccount", msg, 102*time.Second), // another object
-		ev(iss, messages.EventNormal, "ErrUpdateACMEAccount", msg, 102*time.Second),  // another type
+		ev(iss, messages.EventNormal, "ErrUpdateACMEAccount", msg, 102*time.Second),    // another type
 		ev(iss, messages.EventWarning, "ErrUpdateACMEAccount", msg, 101*time.Second),
 	}
 	got := AggregateEvents(in)
@@ -326,19 +326,24 @@ Events:
 		t.Errorf("describe certificaterequest:\n%s\nwant:\n%s", out, want)
 	}
 
-	// No events, and secrets kept out.
+	// No events; no PEM.
 	iss := &messages.Issuer{Metadata: messages.ObjectMeta{Name: "letsencrypt", Namespace: "default"}, Spec: messages.IssuerSpec{ACME: &messages.ACMEIssuer{
 		Server: "https://acme.test/dir", CABundle: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-		Solvers: []messages.ACMESolver{{DNS01: &messages.DNS01Solver{RFC2136: &messages.RFC2136Provider{Nameserver: "ns:53", TSIGSecret: "c2VjcmV0"}}}},
 	}}}
 	out = Describe(iss, nil, now)
-	if strings.Contains(out, "c2VjcmV0") || strings.Contains(out, "BEGIN") {
-		t.Errorf("describe issuer shows secret material:\n%s", out)
+	if strings.Contains(out, "BEGIN") || !strings.Contains(out, "    Ca Bundle:  [...]\n") {
+		t.Errorf("describe issuer shows the CA bundle:\n%s", out)
 	}
 	// An empty Status is a line without a value, so "Events:" starts its
 	// own block of aligned lines, as in kubectl.
 	if !strings.HasSuffix(out, "Status:\nEvents:  <none>\n") {
 		t.Errorf("describe issuer without events:\n%s", out)
+	}
+	// A TSIG secret inline (as Issuers stored it before it became a
+	// Secret reference) is not printed either.
+	legacy := sanitize(map[string]any{"rfc2136": map[string]any{"nameserver": "ns:53", "tsigSecret": "c2VjcmV0"}}).(map[string]any)
+	if got := legacy["rfc2136"].(map[string]any)["tsigSecret"]; got != Omitted {
+		t.Errorf("tsigSecret = %v, want %s", got, Omitted)
 	}
 }
 

@@ -41,11 +41,16 @@ const (
 )
 
 // tsigAlgorithms maps the TSIG algorithm names accepted in [RFC2136Config]
-// to miekg/dns's.
+// (lower-cased, without a trailing dot) to miekg/dns's: the RFC 8945 names,
+// and cert-manager's spellings (HMACSHA256, ...) so that its rfc2136
+// configurations work unchanged.
 var tsigAlgorithms = map[string]string{
 	"hmac-sha1":   dns.HmacSHA1,
 	"hmac-sha256": dns.HmacSHA256,
 	"hmac-sha512": dns.HmacSHA512,
+	"hmacsha1":    dns.HmacSHA1,
+	"hmacsha256":  dns.HmacSHA256,
+	"hmacsha512":  dns.HmacSHA512,
 }
 
 // RFC2136Config configures an [RFC2136] provider. Its fields mirror
@@ -61,8 +66,9 @@ type RFC2136Config struct {
 	TSIGKeyName string
 
 	// TSIGAlgorithm is the HMAC algorithm of the key: hmac-sha1,
-	// hmac-sha256 or hmac-sha512 (case-insensitive, a trailing dot is
-	// optional). Defaults to DefaultTSIGAlgorithm (hmac-sha256).
+	// hmac-sha256 or hmac-sha512, or cert-manager's HMACSHA1, HMACSHA256 or
+	// HMACSHA512 (case-insensitive, a trailing dot is optional). Defaults to
+	// DefaultTSIGAlgorithm (hmac-sha256).
 	TSIGAlgorithm string
 
 	// TSIGSecret is the key's secret in standard base64, as named.conf and

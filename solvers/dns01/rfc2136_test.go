@@ -70,6 +70,9 @@ func TestNewRFC2136Defaults(t *testing.T) {
 		{RFC2136Config{Nameserver: "[::1]:53", TSIGKeyName: "Key", TSIGSecret: "c2VjcmV0"}, dns.HmacSHA256},
 		{RFC2136Config{Nameserver: "ns:53", TSIGKeyName: "key.", TSIGSecret: "c2VjcmV0", TSIGAlgorithm: "HMAC-SHA1."}, dns.HmacSHA1},
 		{RFC2136Config{Nameserver: "ns:53", TSIGKeyName: "key.", TSIGSecret: "c2VjcmV0", TSIGAlgorithm: "hmac-sha512"}, dns.HmacSHA512},
+		{RFC2136Config{Nameserver: "ns:53", TSIGKeyName: "key.", TSIGSecret: "c2VjcmV0", TSIGAlgorithm: "HMACSHA512"}, dns.HmacSHA512}, // cert-manager's spelling
+		{RFC2136Config{Nameserver: "ns:53", TSIGKeyName: "key.", TSIGSecret: "c2VjcmV0", TSIGAlgorithm: "HMACSHA256"}, dns.HmacSHA256},
+		{RFC2136Config{Nameserver: "ns:53", TSIGKeyName: "key.", TSIGSecret: "c2VjcmV0", TSIGAlgorithm: "HMACSHA1"}, dns.HmacSHA1},
 		{RFC2136Config{Nameserver: "ns:53"}, dns.HmacSHA256}, // unsigned
 	} {
 		p, err := NewRFC2136(tc.cfg)
