@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
 )
@@ -126,4 +125,3 @@ func VerifyChain(chainPEM, rootPEM []byte, names []string) (*x509.Certificate, e
 	}
 	return certs[0], nil
 }
-
