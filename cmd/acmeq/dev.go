@@ -22,6 +22,7 @@ func runDev(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting for the certificates after this long")
 	verbose := fs.Bool("v", false, "log the workers' activity to stderr")
 	dir := fs.String("data", "", "data directory for NATS and Redis (default: a temporary directory)")
+	dns01 := fs.Bool("dns01", false, "also run BIND for the zone dns.test and an issuer \"dev-dns\" solving DNS-01 by RFC 2136")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
@@ -42,7 +43,7 @@ func runDev(ctx context.Context, args []string) error {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	fmt.Fprintf(os.Stderr, "acmeq dev: starting NATS, redis-server, Pebble, the HTTP-01 responder and %d workers...\n", *workers)
-	env, err := dev.Start(ctx, dev.Options{Dir: data, Workers: *workers, Logger: logger})
+	env, err := dev.Start(ctx, dev.Options{Dir: data, Workers: *workers, Logger: logger, DNS01: *dns01})
 	if err != nil {
 		return err
 	}
@@ -55,6 +56,9 @@ func runDev(ctx context.Context, args []string) error {
 		fmt.Printf("export ACMEQ_REDIS_URL=%s\n", env.Stack.Redis.URL())
 		fmt.Printf("export ACMEQ_SECRET_KEY=%s\n", env.SecretKey)
 		fmt.Printf("# then: acmeq request --issuer %s --name my-cert --dns my.example.test\n", dev.IssuerName)
+		if *dns01 {
+			fmt.Printf("#   or: acmeq request --issuer %s --name my-wildcard --dns '*.my.%s' --dns my.%s\n", dev.DNS01IssuerName, dev.DNS01Zone, dev.DNS01Zone)
+		}
 		fmt.Printf("# Ctrl-C stops everything.\n")
 		<-ctx.Done()
 		return nil

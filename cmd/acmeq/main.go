@@ -24,6 +24,7 @@ Usage:
   acmeq get KIND [NAME] [-n NS|-A] [-o wide|json|yaml|jsonpath=...] [-w]
   acmeq describe KIND NAME [-n NS]         a resource, its status and its events
   acmeq events [KIND/NAME] [-n NS] [-f] [--since 10m] [-o json]
+  acmeq create secret NAME --from-literal=KEY=VALUE   a sealed Secret (e.g. a TSIG key)
   acmeq delete order|certificate NAME      retry an order / stop managing a certificate
   acmeq bench                              issuance throughput against a bare ACME client
 
@@ -56,6 +57,8 @@ func main() {
 		err = runDescribe(ctx, args)
 	case "events":
 		err = runEvents(ctx, args)
+	case "create":
+		err = runCreate(ctx, args)
 	case "delete":
 		err = runDelete(ctx, args)
 	case "bench":
