@@ -137,7 +137,7 @@ func (w *Worker) reconcileCertificate(ctx context.Context, t messages.Transition
 	// (a crash between our status write and the publish), send its first
 	// transition again; Nats-Msg-Id drops the duplicate otherwise.
 	if messages.GetCondition(cr.Status.Conditions, messages.ConditionReady) == nil {
-		return Done(), w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name, Action: messages.ActionCreated}, "")
+		return Done(), w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name, Action: messages.ActionCreated}, incarnation(&cr.Metadata))
 	}
 	return Done(), nil
 }
@@ -165,6 +165,22 @@ func sameNames(label string, spec messages.CertificateSpec) bool { return label 
 func (w *Worker) issue(ctx context.Context, cert *messages.Certificate, why string) (Outcome, error) {
 	ns, name := cert.Metadata.Namespace, cert.Metadata.Name
 	rev := cert.Status.Revision + 1
+	// Requests left by an earlier Certificate of the same name (deleted,
+	// then applied again) are history, not ours: skip their revisions.
+	for {
+		old := &messages.CertificateRequest{}
+		err := w.store.Get(ctx, ns, RequestName(name, rev), old)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return Done(), err
+		}
+		if !old.Metadata.CreationTimestamp.Before(cert.Metadata.CreationTimestamp) {
+			break
+		}
+		rev++
+	}
 	crName := RequestName(name, rev)
 	keyName := nextKeySecretName(name, rev)
 	owner := &messages.ObjectReference{Kind: messages.KindCertificate, Namespace: ns, Name: name}
@@ -228,7 +244,7 @@ func (w *Worker) issue(ctx context.Context, cert *messages.Certificate, why stri
 	if created {
 		w.record(ctx, cert, messages.EventNormal, messages.ReasonRequested, fmt.Sprintf("Created new CertificateRequest resource %q", crName))
 	}
-	if err := w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: crName, Action: messages.ActionCreated}, ""); err != nil {
+	if err := w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: crName, Action: messages.ActionCreated}, incarnation(&cr.Metadata)); err != nil {
 		return Done(), err
 	}
 	return Done(), nil

@@ -334,5 +334,5 @@ func (w *Worker) wakeOrder(ctx context.Context, ch *messages.Challenge) error {
 	if o == nil {
 		return nil
 	}
-	return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindOrder, Namespace: o.Namespace, Name: o.Name, Action: messages.ActionChild, Cause: ch.Metadata.Name}, string(ch.Status.State))
+	return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindOrder, Namespace: o.Namespace, Name: o.Name, Action: messages.ActionChild, Cause: ch.Metadata.Name}, incarnation(&ch.Metadata)+"-"+string(ch.Status.State))
 }

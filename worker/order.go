@@ -369,5 +369,5 @@ func (w *Worker) wakeRequest(ctx context.Context, order *messages.Order) error {
 	if o == nil {
 		return nil
 	}
-	return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: o.Namespace, Name: o.Name, Action: messages.ActionChild, Cause: order.Metadata.Name}, string(order.Status.State))
+	return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: o.Namespace, Name: o.Name, Action: messages.ActionChild, Cause: order.Metadata.Name}, incarnation(&order.Metadata)+"-"+string(order.Status.State))
 }

@@ -65,7 +65,7 @@ func (w *Worker) reconcileRequest(ctx context.Context, t messages.Transition, de
 		if o == nil || o.Kind != messages.KindCertificate {
 			return nil
 		}
-		return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificate, Namespace: ns, Name: o.Name, Action: messages.ActionChild, Cause: cr.Metadata.Name}, readyGeneration(cr.Status.Conditions))
+		return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificate, Namespace: ns, Name: o.Name, Action: messages.ActionChild, Cause: cr.Metadata.Name}, incarnation(&cr.Metadata)+"-"+readyGeneration(cr.Status.Conditions))
 	}
 	if messages.IsReady(cr.Status.Conditions) || cr.Status.FailureTime != nil {
 		// Final; make sure the owner heard (deduplicated if it did).
@@ -106,7 +106,7 @@ func (w *Worker) reconcileRequest(ctx context.Context, t messages.Transition, de
 		// Not started: (re)send its first transition. A crash between the
 		// Create and this publish is healed by the redelivery of our own
 		// message; Nats-Msg-Id drops the duplicate when there was none.
-		if err := w.bus.Publish(ctx, messages.Transition{Kind: messages.KindOrder, Namespace: ns, Name: orderName, Action: messages.ActionCreated}, ""); err != nil {
+		if err := w.bus.Publish(ctx, messages.Transition{Kind: messages.KindOrder, Namespace: ns, Name: orderName, Action: messages.ActionCreated}, incarnation(&order.Metadata)); err != nil {
 			return Done(), err
 		}
 	}

@@ -31,7 +31,9 @@ func (w *Worker) grant(ctx context.Context) {
 			}
 			ns, name, _ := strings.Cut(g.ID, "/")
 			t := messages.Transition{Kind: messages.KindChallenge, Namespace: ns, Name: name, Action: messages.ActionScheduled}
-			if err := w.bus.Publish(ctx, t, strconv.FormatInt(g.Seq, 10)); err != nil {
+			// Seq restarts when Redis loses its data; the grant time keeps
+			// the message ID unique across that.
+			if err := w.bus.Publish(ctx, t, strconv.FormatInt(g.Seq, 10)+"-"+strconv.FormatInt(g.At.UnixMilli(), 10)); err != nil {
 				logger(ctx).Warn("publish scheduled challenge; its lease will expire and be reaped", "challenge", g.ID, "err", err)
 			}
 		}

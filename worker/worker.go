@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -275,4 +276,11 @@ func logger(ctx context.Context) *slog.Logger {
 		return l
 	}
 	return slog.Default()
+}
+
+// incarnation distinguishes a resource from an earlier one of the same name
+// (deleted and created again) in Nats-Msg-Ids: without it, the transitions
+// of the new one would be dropped as duplicates within the window.
+func incarnation(m *messages.ObjectMeta) string {
+	return strconv.FormatInt(m.CreationTimestamp.UnixNano(), 36)
 }

@@ -20,6 +20,7 @@ func runBench(ctx context.Context, args []string) error {
 	workers := fs.Int("workers", bench.WorkersDefault, "acmeq workers")
 	rounds := fs.Int("rounds", bench.RoundsDefault, "rounds of one baseline run and one acmeq run")
 	timeout := fs.Duration("timeout", 0, "deadline of each run (default 30s + 300ms per certificate)")
+	profileDir := fs.String("cpuprofile-dir", "", "write a CPU profile of each run's timed part to DIR/{baseline,acmeq}-<round>.pprof")
 	hangRetries := fs.Int("hang-retries", bench.HangRetriesDefault, "times a run that finds Pebble hung is repeated on a fresh Pebble")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
@@ -33,7 +34,7 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "acmeq bench: %d rounds of %d certificates, baseline then acmeq, each on a fresh Pebble...\n", *rounds, *n)
 	rep, err := bench.Run(ctx, bench.Options{
 		N: *n, Concurrency: *concurrency, Workers: *workers, Rounds: *rounds,
-		Timeout: *timeout, HangRetries: *hangRetries, Progress: os.Stderr,
+		Timeout: *timeout, HangRetries: *hangRetries, CPUProfileDir: *profileDir, Progress: os.Stderr,
 	})
 	if rep != nil {
 		fmt.Println()

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/acmeq/acmeq/internal/dev"
@@ -29,11 +28,11 @@ const publishers = 8
 // The deadline is TimeoutBase + n*TimeoutPerCertificate. The error is
 // Result.Err, as for Baseline.
 func Acmeq(ctx context.Context, n, workers int) (Result, error) {
-	r := acmeqRun(ctx, n, workers, defaultTimeout(n))
+	r := acmeqRun(ctx, n, workers, defaultTimeout(n), "")
 	return r, r.Err
 }
 
-func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res Result) {
+func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration, profile string) (res Result) {
 	res = Result{Kind: "acmeq", N: n}
 	dir, err := os.MkdirTemp("", "acmeq-bench-")
 	if err != nil {
@@ -73,10 +72,10 @@ func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res R
 		res.Err = err
 		return res
 	}
-	if startHook != nil {
-		startHook(env.JS.Conn())
+	stopProfile, err := startProfile(profile)
+	if err != nil {
+		res.addError(err.Error())
 	}
-	timed(true)
 	reqs0 := reqs.snapshot()
 	start, cpu0 := time.Now(), processCPU()
 	// The watch delivers what is already there first, so it may start
@@ -111,10 +110,7 @@ func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res R
 	wg.Wait()
 	w := <-done
 	res.Wall, res.CPU = time.Since(start), processCPU()-cpu0
-	timed(false)
-	if stopHook != nil {
-		stopHook()
-	}
+	stopProfile()
 	res.ACMERequests = reqs.since(reqs0)
 	res.Load = loadAverage()
 	if c, err := redisCPU(ctx, rdb); err == nil {
@@ -149,9 +145,3 @@ func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration) (res R
 	}
 	return res
 }
-
-// Temporary diagnostic hooks (tests only).
-var (
-	startHook func(*nats.Conn)
-	stopHook  func()
-)

@@ -41,11 +41,11 @@ const tlsALPNPort = 5001
 // Result.Err: set-up failures, ErrPebbleHang or ErrTimeout; certificates
 // that failed are counted in the Result.
 func Baseline(ctx context.Context, n, concurrency int) (Result, error) {
-	r := baseline(ctx, n, concurrency, defaultTimeout(n))
+	r := baseline(ctx, n, concurrency, defaultTimeout(n), "")
 	return r, r.Err
 }
 
-func baseline(ctx context.Context, n, concurrency int, timeout time.Duration) (res Result) {
+func baseline(ctx context.Context, n, concurrency int, timeout time.Duration, profile string) (res Result) {
 	res = Result{Kind: "baseline", N: n}
 	concurrency = max(concurrency, 1)
 
@@ -90,7 +90,10 @@ func baseline(ctx context.Context, n, concurrency int, timeout time.Duration) (r
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	timed(true)
+	stopProfile, err := startProfile(profile)
+	if err != nil {
+		res.addError(err.Error())
+	}
 	reqs0 := reqs.snapshot()
 	start, cpu0 := time.Now(), processCPU()
 	for range concurrency {
@@ -120,7 +123,7 @@ feed:
 	close(jobs)
 	wg.Wait()
 	res.Wall, res.CPU = time.Since(start), processCPU()-cpu0
-	timed(false)
+	stopProfile()
 	res.ACMERequests = reqs.since(reqs0)
 	res.Load = loadAverage()
 	switch {

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,14 +258,24 @@ func processCPU() time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// timedHook, when set (by tests), is called as the timed part of a run
-// starts (true) and ends (false): a profile can cover just that part.
-var timedHook func(start bool)
-
-func timed(start bool) {
-	if timedHook != nil {
-		timedHook(start)
+// startProfile starts a CPU profile into path ("" does nothing) and
+// returns what stops it; a profile is only one run's timed part.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
 	}
+	f, err := os.Create(path)
+	if err != nil {
+		return func() {}, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // loadAverage returns the host's one-minute load average, or 0.

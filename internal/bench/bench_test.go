@@ -14,11 +14,11 @@ import (
 func TestBaselineAndAcmeq(t *testing.T) {
 	const n = 5
 	ctx := t.Context()
-	b := baseline(ctx, n, 4, 30*time.Second)
+	b := baseline(ctx, n, 4, 30*time.Second, "")
 	if !b.OK() {
 		t.Fatalf("baseline: %s (errors %q)", b.summary(), b.Errors)
 	}
-	a := acmeqRun(ctx, n, 2, 30*time.Second)
+	a := acmeqRun(ctx, n, 2, 30*time.Second, "")
 	if !a.OK() {
 		t.Fatalf("acmeq: %s (errors %q)", a.summary(), a.Errors)
 	}
@@ -141,7 +141,7 @@ func BenchmarkIssuance(b *testing.B) {
 		var issued int
 		var wall time.Duration
 		for b.Loop() {
-			r := baseline(b.Context(), batch, ConcurrencyDefault, defaultTimeout(batch))
+			r := baseline(b.Context(), batch, ConcurrencyDefault, defaultTimeout(batch), "")
 			if !r.OK() {
 				b.Fatalf("baseline: %s", r.summary())
 			}
@@ -155,7 +155,7 @@ func BenchmarkIssuance(b *testing.B) {
 		var wall time.Duration
 		var cost Cost
 		for b.Loop() {
-			r := acmeqRun(b.Context(), batch, WorkersDefault, defaultTimeout(batch))
+			r := acmeqRun(b.Context(), batch, WorkersDefault, defaultTimeout(batch), "")
 			if !r.OK() {
 				b.Fatalf("acmeq: %s", r.summary())
 			}

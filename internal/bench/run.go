@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +45,10 @@ type Options struct {
 	// repeated (on a fresh Pebble) before its round is left incomplete.
 	// Defaults to HangRetriesDefault; negative means none.
 	HangRetries int
+	// CPUProfileDir, if set, receives a CPU profile of the timed part of
+	// each run: baseline-<round>.pprof and acmeq-<round>.pprof (a run
+	// repeated after a Pebble hang overwrites its file).
+	CPUProfileDir string
 	// Progress, if set, receives a line as each run ends.
 	Progress io.Writer
 }
@@ -70,6 +77,14 @@ func (o *Options) defaults() {
 	}
 }
 
+// profile is the CPU profile path of a run, or "".
+func (o *Options) profile(kind string, round int) string {
+	if o.CPUProfileDir == "" {
+		return ""
+	}
+	return filepath.Join(o.CPUProfileDir, kind+"-"+strconv.Itoa(round)+".pprof")
+}
+
 // Round is one baseline run and one acmeq run.
 type Round struct {
 	Baseline, Acmeq Result
@@ -90,6 +105,11 @@ type Report struct {
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
 	rep := &Report{Options: o}
+	if o.CPUProfileDir != "" {
+		if err := os.MkdirAll(o.CPUProfileDir, 0o755); err != nil {
+			return rep, fmt.Errorf("bench: %w", err)
+		}
+	}
 	progress := func(round int, r Result) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "round %d %-8s %s\n", round, r.Kind, r.summary())
@@ -111,12 +131,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	for i := range o.Rounds {
 		rd := Round{}
-		rd.Baseline = attempt(i+1, &rd, func() Result { return baseline(ctx, o.N, o.Concurrency, o.Timeout) })
+		rd.Baseline = attempt(i+1, &rd, func() Result { return baseline(ctx, o.N, o.Concurrency, o.Timeout, o.profile("baseline", i+1)) })
 		if err := ctx.Err(); err != nil {
 			rep.Rounds = append(rep.Rounds, rd)
 			return rep, err
 		}
-		rd.Acmeq = attempt(i+1, &rd, func() Result { return acmeqRun(ctx, o.N, o.Workers, o.Timeout) })
+		rd.Acmeq = attempt(i+1, &rd, func() Result { return acmeqRun(ctx, o.N, o.Workers, o.Timeout, o.profile("acmeq", i+1)) })
 		rep.Rounds = append(rep.Rounds, rd)
 		if err := ctx.Err(); err != nil {
 			return rep, err

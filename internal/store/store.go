@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -205,6 +207,11 @@ func (s *Store) List(ctx context.Context, k messages.Kind, ns string) ([]message
 		}
 		out = append(out, obj)
 	}
+	// The watch delivers in last-write order.
+	slices.SortFunc(out, func(a, b messages.Object) int {
+		am, bm := a.GetMeta(), b.GetMeta()
+		return strings.Compare(messages.Key(am.Namespace, am.Name), messages.Key(bm.Namespace, bm.Name))
+	})
 	return out, nil
 }
 
