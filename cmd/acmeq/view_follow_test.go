@@ -147,6 +147,13 @@ func TestFollowWatchAndDelete(t *testing.T) {
 		if got.Status.URL == old.Status.URL {
 			t.Errorf("the new order has the old ACME order URL %s", got.Status.URL)
 		}
+		// And the retried order completes: its challenges' wake-ups are not
+		// dropped as duplicates of the first order's.
+		eventually(t, time.Minute, "the new order is valid and its request Ready", func() bool {
+			o, r := &messages.Order{}, &messages.CertificateRequest{}
+			return env.Store.Get(ctx, ns, old.Metadata.Name, o) == nil && o.Status.State == messages.StateValid &&
+				env.Store.Get(ctx, ns, crName, r) == nil && messages.IsReady(r.Status.Conditions)
+		})
 		// The old challenges went with the old order.
 		chs, err := env.Store.List(ctx, messages.KindChallenge, ns)
 		if err != nil {
