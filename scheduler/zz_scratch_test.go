@@ -36,11 +36,12 @@ func TestScratchProfile(t *testing.T) {
 	oldScript := redis.NewScript(string(src))
 	rdb, _ := setup(t)
 	ctx := context.Background()
-	const namespaces = 10
-	mk := func(i int) Item {
-		return item(fmt.Sprintf("ns%d", i%namespaces), fmt.Sprintf("c%07d", i), "HTTP-01", fmt.Sprintf("h%07d.example.com", i), int64(i))
-	}
-	for _, size := range []int{1000, 10000, 100000} {
+	type cfg struct{ size, namespaces int }
+	for _, c := range []cfg{{1000, 10}, {10000, 10}, {100000, 10}, {100000, 1000}} {
+		size, namespaces := c.size, c.namespaces
+		mk := func(i int) Item {
+			return item(fmt.Sprintf("ns%d", i%namespaces), fmt.Sprintf("c%07d", i), "HTTP-01", fmt.Sprintf("h%07d.example.com", i), int64(i))
+		}
 		rdb.FlushDB(ctx)
 		s := newSched(t, rdb, Config{Cap: CapDefault, Prefix: "{acmeqbench}:"})
 		batch := []Item{}
@@ -88,8 +89,8 @@ func TestScratchProfile(t *testing.T) {
 		for _, name := range []string{"old", "new"} {
 			d := durs[name]
 			slices.Sort(d)
-			t.Logf("size %6d %s grant script: n=%d p10 %d µs, median %d µs, p90 %d µs; redis cpu per op (grant+release+enqueue) %.1f µs",
-				size, name, len(d), d[len(d)/10], d[len(d)/2], d[len(d)*9/10], cpu[name]/(8*400)*1e6)
+			t.Logf("size %6d ns %4d %s grant script: n=%d p10 %d µs, median %d µs, p90 %d µs; redis cpu per op (grant+release+enqueue) %.1f µs",
+				size, namespaces, name, len(d), d[len(d)/10], d[len(d)/2], d[len(d)*9/10], cpu[name]/(8*400)*1e6)
 		}
 		rdb.ConfigSet(ctx, "slowlog-log-slower-than", "10000")
 	}

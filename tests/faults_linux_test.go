@@ -129,7 +129,7 @@ func checkAudit(t *testing.T, ctx context.Context, rdb *redis.Client, limit int)
 // issued once.
 func TestFaultWorkerKilledHoldingLeases(t *testing.T) {
 	began := time.Now()
-	env, ctx := startStack(t, 2*time.Minute)
+	env, ctx := startStack(t, 2*time.Minute, false)
 	rdb := redisClient(t, env)
 	// The victim runs alone until it is killed: every lease in flight at
 	// that moment is one it was working on.
@@ -221,7 +221,7 @@ func last(d []time.Duration) time.Duration {
 // scheduler ends empty.
 func TestFaultRedisRestartsEmpty(t *testing.T) {
 	began := time.Now()
-	env, ctx := startStack(t, 2*time.Minute)
+	env, ctx := startStack(t, 2*time.Minute, false)
 	rdb := redisClient(t, env)
 	procs := startFleet(t, env, 3, "restart", faultEnv()...)
 	if err := env.CreateIssuerIn(ctx, dev.Namespace, dev.IssuerName); err != nil {
@@ -257,7 +257,7 @@ func TestFaultRedisRestartsEmpty(t *testing.T) {
 // answers again, and every certificate is issued once.
 func TestFaultRedisUnreachable(t *testing.T) {
 	began := time.Now()
-	env, ctx := startStack(t, 2*time.Minute)
+	env, ctx := startStack(t, 2*time.Minute, false)
 	rdb := redisClient(t, env)
 	procs := startFleet(t, env, 3, "pause", faultEnv()...)
 	if err := env.CreateIssuerIn(ctx, dev.Namespace, dev.IssuerName); err != nil {
@@ -307,7 +307,7 @@ func TestFaultRedisUnreachable(t *testing.T) {
 // the default tick (2 s), each reap, grant and try the resync turn once a
 // tick.
 func TestFaultIdleFleetRedisLoad(t *testing.T) {
-	env, ctx := startStack(t, time.Minute)
+	env, ctx := startStack(t, time.Minute, false)
 	rdb := redisClient(t, env)
 	procs := startFleet(t, env, 8, "idle")
 	// Started: every worker has logged so, and ran its first tick.

@@ -65,10 +65,17 @@ var stressIssuers = []string{dev.IssuerName, dev.IssuerName + "2"}
 // (k+2, dev2), namespaces mod 3, since 31j+17 ≡ k gives j ≡ k+1 mod 3), so
 // Pebble never reuses a valid authorization (it would at PEBBLE_AUTHZREUSE=0
 // too, 1% of the time, for the same account) and every name of every
-// certificate gets its own challenge: exactly 600.
+// certificate gets its own challenge: exactly 600. One name in three is in
+// the dev BIND's zone and solved with DNS-01 (200 challenges), the others
+// with HTTP-01 (400).
 func stressRequests() []producer.RequestOptions {
 	out := make([]producer.RequestOptions, stressCerts)
-	name := func(k int) string { return "n" + strconv.Itoa(k) + ".stress.acmeq.test" }
+	name := func(k int) string {
+		if k%3 == 0 {
+			return "n" + strconv.Itoa(k) + ".stress." + dev.DNS01Zone
+		}
+		return "n" + strconv.Itoa(k) + ".stress.acmeq.test"
+	}
 	for i := range stressCerts {
 		out[i] = producer.RequestOptions{
 			Namespace: stressNamespaces[(i+i/stressNames)%len(stressNamespaces)],
@@ -82,15 +89,21 @@ func stressRequests() []producer.RequestOptions {
 
 func stressRun(t *testing.T, limit int) {
 	began := time.Now()
-	env, ctx := startStack(t, 4*time.Minute)
+	env, ctx := startStack(t, 4*time.Minute, true)
 	procs := startFleet(t, env, stressWorkers, "stress",
 		"ACMEQ_SCHEDULER_AUDIT=1",
 		"ACMEQ_MAX_CONCURRENT_CHALLENGES="+strconv.Itoa(limit),
 		"ACMEQ_SELF_CHECK_INTERVAL=1s",
 	)
 	for _, ns := range stressNamespaces {
+		dns01, err := env.DNS01SolverIn(ctx, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, iss := range stressIssuers {
-			if err := env.CreateIssuerIn(ctx, ns, iss); err != nil {
+			// DNS-01 for the names in the dev BIND's zone, HTTP-01 for
+			// the others.
+			if err := env.CreateIssuerIn(ctx, ns, iss, dns01, messages.ACMESolver{HTTP01: &messages.HTTP01Solver{}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -132,8 +145,10 @@ func stressRun(t *testing.T, limit int) {
 	if len(chs) != want {
 		t.Errorf("%d challenges, want %d", len(chs), want)
 	}
+	byType := map[string]int{}
 	for _, o := range chs {
 		ch := o.(*messages.Challenge)
+		byType[ch.Spec.Type]++
 		id := scheduler.ChallengeID(ch.Metadata.Namespace, ch.Metadata.Name)
 		if ch.Status.State != messages.StateValid || ch.Status.Processing || ch.Status.Presented {
 			t.Errorf("challenge %s: state %q processing %v presented %v reason %q", id, ch.Status.State, ch.Status.Processing, ch.Status.Presented, ch.Status.Reason)
@@ -141,6 +156,9 @@ func stressRun(t *testing.T, limit int) {
 		if !rep.enqueued[id] {
 			t.Errorf("challenge %s was never enqueued in the audit record", id)
 		}
+	}
+	if byType[messages.ChallengeTypeDNS01] != want/3 || byType[messages.ChallengeTypeHTTP01] != want-want/3 {
+		t.Errorf("challenges by type %v, want %d DNS-01 and %d HTTP-01", byType, want/3, want-want/3)
 	}
 	if len(rep.enqueued) != want {
 		t.Errorf("the audit record enqueued %d challenges, want %d", len(rep.enqueued), want)
@@ -151,17 +169,17 @@ func stressRun(t *testing.T, limit int) {
 	if t.Failed() {
 		failDump(t, ctx, env, procs)
 	}
-	t.Logf("cap %d, %d workers, %d certificates, %d challenges: issued in %s (run %s with stack and fleet start); audit: %s",
-		limit, stressWorkers, len(reqs), want, issued.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), rep.summary())
+	t.Logf("cap %d, %d workers, %d certificates, %d challenges %v: issued in %s (run %s with stack and fleet start); audit: %s",
+		limit, stressWorkers, len(reqs), want, byType, issued.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), rep.summary())
 }
 
-// startStack starts the dependencies without in-process workers, bounded
-// by timeout.
-func startStack(t *testing.T, timeout time.Duration) (*dev.Env, context.Context) {
+// startStack starts the dependencies without in-process workers (and with
+// the dev BIND for DNS-01 if dns01), bounded by timeout.
+func startStack(t *testing.T, timeout time.Duration, dns01 bool) (*dev.Env, context.Context) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
-	env, err := dev.Start(ctx, dev.Options{Dir: t.TempDir(), Workers: -1})
+	env, err := dev.Start(ctx, dev.Options{Dir: t.TempDir(), Workers: -1, DNS01: dns01})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
 	}

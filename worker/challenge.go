@@ -175,6 +175,9 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 			}
 			phase = PhaseFinishing
 		} else {
+			// Synced: the CA's state (pending) is recorded with the next
+			// write, whether presenting works or not.
+			ch.Status.State = st
 			if err := solver.Present(ctx, solverChallenge(ch)); err != nil {
 				msg := fmt.Sprintf("Error presenting challenge: %v", err)
 				if ch.Status.Reason != msg {
