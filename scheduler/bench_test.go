@@ -2,12 +2,17 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // BenchmarkSchedule measures the grant path with a standing backlog of
@@ -36,23 +41,38 @@ func BenchmarkSchedule(b *testing.B) {
 		return item(fmt.Sprintf("ns%d", i%namespaces), fmt.Sprintf("c%07d", i), "HTTP-01", fmt.Sprintf("h%07d.example.com", i), int64(i))
 	}
 	admin := newClient(b, srv)
+	s := newSched(b, admin, Config{Cap: CapDefault, Prefix: prefix})
+	// The backlog of a size is built when a run of that size first needs
+	// it and kept at its size by the runs (each checks it at the end), so
+	// the rounds and worker counts of one size share it.
+	var (
+		built int          // size of the backlog in Redis
+		next  atomic.Int64 // number of the next replacement
+	)
+	build := func(b *testing.B, size int) {
+		if built == size {
+			return
+		}
+		if err := admin.FlushDB(ctx).Err(); err != nil {
+			b.Fatalf("flush: %v", err)
+		}
+		batch := make([]Item, 0, 1000)
+		for i := range size {
+			batch = append(batch, mk(i))
+			if len(batch) == cap(batch) || i == size-1 {
+				if n := mustEnqueue(b, ctx, s, batch...); n != len(batch) {
+					b.Fatalf("Enqueue added %d of %d", n, len(batch))
+				}
+				batch = batch[:0]
+			}
+		}
+		built = size
+		next.Store(int64(size))
+	}
 	for _, size := range sizes {
 		for _, workers := range []int{1, 4, 8} {
 			b.Run(fmt.Sprintf("backlog=%d/workers=%d", size, workers), func(b *testing.B) {
-				if err := admin.FlushDB(ctx).Err(); err != nil {
-					b.Fatalf("flush: %v", err)
-				}
-				s := newSched(b, admin, Config{Cap: CapDefault, Prefix: prefix})
-				batch := make([]Item, 0, 1000)
-				for i := range size {
-					batch = append(batch, mk(i))
-					if len(batch) == cap(batch) || i == size-1 {
-						if n := mustEnqueue(b, ctx, s, batch...); n != len(batch) {
-							b.Fatalf("Enqueue added %d of %d", n, len(batch))
-						}
-						batch = batch[:0]
-					}
-				}
+				build(b, size)
 				// Replacements are batched so the backlog stays within
 				// about 1% of its size.
 				refillBatch := max(1, min(32, size/(100*workers)))
@@ -67,13 +87,11 @@ func BenchmarkSchedule(b *testing.B) {
 				}
 				var (
 					ops   atomic.Int64
-					next  atomic.Int64
 					wg    sync.WaitGroup
 					lats  = make([][]time.Duration, workers)
 					errMu sync.Mutex
 					fail  error
 				)
-				next.Store(int64(size))
 				setErr := func(err error) {
 					errMu.Lock()
 					if fail == nil {
@@ -153,4 +171,228 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	i := int(float64(len(sorted))*p+0.999999) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// grantReferenceSrc is the grant script before the performance work: it
+// reads the whole rr ring and the first <scan limit> ids of a backlog for
+// every grant. TestGrantMatchesReference checks the current script decides
+// exactly as this one.
+const grantReferenceSrc = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local audit = ARGV[1] == '1'
+local cap, ttl, max, scan = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local qp = ARGV[6]
+local out = { now }
+local inflight = redis.call('ZCARD', KEYS[4])
+local done = {}
+local grants = 0
+while inflight < cap and grants < max do
+  local nss = redis.call('ZRANGE', KEYS[1], 0, -1)
+  local granted = false
+  for _, ns in ipairs(nss) do
+    if not done[ns] then
+      local q = qp .. ns
+      local ids = redis.call('ZRANGE', q, 0, scan - 1)
+      if #ids == 0 then
+        redis.call('ZREM', KEYS[1], ns)
+        done[ns] = true
+      else
+        for _, id in ipairs(ids) do
+          local meta = redis.call('HGET', KEYS[2], id)
+          local score, lock = nil, nil
+          if meta then
+            score, lock = string.match(meta, '^([^|]*)|(.*)$')
+          end
+          if lock == nil then
+            redis.call('ZREM', q, id)
+          elseif redis.call('HSETNX', KEYS[3], lock, id) == 1 then
+            redis.call('ZREM', q, id)
+            redis.call('ZADD', KEYS[4], now + ttl, id)
+            local seq = redis.call('INCR', KEYS[5])
+            redis.call('ZADD', KEYS[1], seq, ns)
+            if redis.call('ZCARD', q) == 0 then
+              redis.call('ZREM', KEYS[1], ns)
+            end
+            if audit then
+              redis.call('XADD', KEYS[6], 'MAXLEN', '~', 2000000, '*', 'ev', 'grant', 'id', id, 'lock', lock, 'score', score, 'us', now_us)
+            end
+            out[#out + 1] = id
+            out[#out + 1] = seq
+            out[#out + 1] = tonumber(score)
+            inflight = inflight + 1
+            grants = grants + 1
+            granted = true
+            break
+          end
+        end
+        if not granted then
+          done[ns] = true
+        end
+      end
+    end
+    if granted then
+      break
+    end
+  end
+  if not granted then
+    break
+  end
+end
+return out
+`
+
+// TestGrantMatchesReference drives two schedulers on one Redis (separate
+// prefixes) through the same random operations, one granting with the
+// current script and one with the reference, and requires the same
+// grants (ids, sequence numbers, scores) and the same state (ring with its
+// scores, backlogs, metadata, locks, leases, sequence) throughout: many
+// namespaces (more than a ring page), shared locks, stale backlog entries,
+// small and large scan limits (across the chunk sizes), caps and maxima.
+func TestGrantMatchesReference(t *testing.T) {
+	rdb, _ := setup(t)
+	ctx := testCtx(t)
+	ref := redis.NewScript(grantReferenceSrc)
+	for seed := range uint64(24) {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		cfg := Config{Cap: 1 + rng.IntN(10), ScanLimit: []int{1, 2, 3, 5, 6, 17, 30, 256}[rng.IntN(8)]}
+		nsCount := []int{1, 3, 12, 25}[rng.IntN(4)]
+		locks := 3 + rng.IntN(12)
+		cfg.Prefix = fmt.Sprintf("{acmeqtest-ref-%d}:", seed)
+		a := newSched(t, rdb, cfg)
+		cfg.Prefix = fmt.Sprintf("{acmeqtest-opt-%d}:", seed)
+		b := newSched(t, rdb, cfg)
+		both := []*Scheduler{a, b}
+
+		refGrant := func(max int) []Grant {
+			t.Helper()
+			if max <= 0 {
+				max = a.cfg.Cap // as Grant does
+			}
+			res, err := ref.Run(ctx, rdb, a.keys(), a.auditFlag(), a.cfg.Cap, a.cfg.LeaseTTL.Milliseconds(), max, a.cfg.ScanLimit, a.cfg.Prefix+"q:").Slice()
+			if err != nil {
+				t.Fatalf("reference grant: %v", err)
+			}
+			var gs []Grant
+			for i := 1; i+2 < len(res); i += 3 {
+				gs = append(gs, Grant{ID: res[i].(string), Seq: res[i+1].(int64), Score: res[i+2].(int64)})
+			}
+			return gs
+		}
+		var known []Item
+		inflight := map[string]bool{}
+		next := 0
+		for step := range 250 {
+			op := rng.IntN(100)
+			switch {
+			case op < 35:
+				var items []Item
+				for range 1 + rng.IntN(4) {
+					if len(known) > 0 && rng.IntN(5) == 0 {
+						items = append(items, known[rng.IntN(len(known))]) // again
+						continue
+					}
+					l := rng.IntN(locks)
+					it := item(fmt.Sprintf("ns%02d", rng.IntN(nsCount)), fmt.Sprintf("c%04d", next), []string{"HTTP-01", "DNS-01"}[l%2], fmt.Sprintf("h%d.example.com", l/2), int64(rng.IntN(1000)))
+					next++
+					known = append(known, it)
+					items = append(items, it)
+				}
+				for _, s := range both {
+					mustEnqueue(t, ctx, s, items...)
+				}
+			case op < 70:
+				max := rng.IntN(5)
+				want := refGrant(max)
+				got := mustGrant(t, ctx, b, max)
+				for i := range got {
+					got[i].At = time.Time{}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("seed %d step %d: Grant(%d) = %+v, reference %+v", seed, step, max, got, want)
+				}
+				for _, g := range got {
+					inflight[g.ID] = true
+				}
+			case op < 95:
+				if len(known) == 0 {
+					continue
+				}
+				id := known[rng.IntN(len(known))].ID
+				if rng.IntN(3) > 0 { // mostly a lease
+					for l := range inflight {
+						id = l
+						break
+					}
+				}
+				for _, s := range both {
+					mustRelease(t, ctx, s, id)
+				}
+				delete(inflight, id)
+			default:
+				// Stale backlog entries: metadata gone, id still queued;
+				// one id, or a whole namespace's backlog.
+				if len(known) == 0 {
+					continue
+				}
+				stale := []string{known[rng.IntN(len(known))].ID}
+				if rng.IntN(2) == 0 {
+					q, err := rdb.ZRange(ctx, a.cfg.Prefix+"q:"+known[rng.IntN(len(known))].Namespace(), 0, -1).Result()
+					if err != nil {
+						t.Fatal(err)
+					}
+					stale = q
+				}
+				for _, id := range stale {
+					if inflight[id] {
+						continue
+					}
+					for _, s := range both {
+						if err := rdb.HDel(ctx, s.key("meta"), id).Err(); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			if op < 70 || step == 249 { // after every grant, and at the end
+				if sa, sb := schedState(t, ctx, rdb, a), schedState(t, ctx, rdb, b); sa != sb {
+					t.Fatalf("seed %d step %d: state differs\nreference: %s\ncurrent:   %s", seed, step, sa, sb)
+				}
+			}
+		}
+	}
+}
+
+// schedState renders a scheduler's Redis state, lease expiries aside
+// (they are Redis time plus the TTL).
+func schedState(t *testing.T, ctx context.Context, rdb *redis.Client, s *Scheduler) string {
+	t.Helper()
+	keys, err := rdb.Keys(ctx, s.cfg.Prefix+"q:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	pipe := rdb.Pipeline()
+	rr := pipe.ZRangeWithScores(ctx, s.key("rr"), 0, -1)
+	qs := make([]*redis.ZSliceCmd, len(keys))
+	for i, k := range keys {
+		qs[i] = pipe.ZRangeWithScores(ctx, k, 0, -1)
+	}
+	meta := pipe.HGetAll(ctx, s.key("meta"))
+	locks := pipe.HGetAll(ctx, s.key("locks"))
+	inf := pipe.ZRange(ctx, s.key("inflight"), 0, -1)
+	seq := pipe.Get(ctx, s.key("seq"))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "rr=%v", rr.Val())
+	for i, k := range keys {
+		fmt.Fprintf(&b, " %s=%v", strings.TrimPrefix(k, s.cfg.Prefix), qs[i].Val())
+	}
+	leases := inf.Val()
+	slices.Sort(leases)
+	fmt.Fprintf(&b, " meta=%v locks=%v inflight=%v seq=%s", meta.Val(), locks.Val(), leases, seq.Val())
+	return b.String()
 }

@@ -39,10 +39,11 @@ func issue(t *testing.T, ctx context.Context, env *dev.Env, n int) []string {
 		}
 		names[i] = r.Name
 	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, 40*time.Second)
 	defer cancel()
 	res, err := env.WaitCertificates(wctx, dev.Namespace, names)
 	if err != nil {
+		dumpUnfinished(t, ctx, env)
 		t.Fatalf("waiting for certificates (if Pebble stopped answering, this is a Pebble hang): %v", err)
 	}
 	for _, n := range names {
@@ -211,9 +212,10 @@ func TestDuplicateTransitionsAreIdempotent(t *testing.T) {
 	for i, r := range reqs {
 		names[i] = r.Name
 	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, 40*time.Second)
 	defer cancel()
 	if _, err := env.WaitCertificates(wctx, dev.Namespace, names); err != nil {
+		dumpUnfinished(t, ctx, env)
 		t.Fatal(err)
 	}
 	// And duplicates of everything once it is all done.

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/acmeq/acmeq/internal/dev"
+	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
 	"github.com/acmeq/acmeq/scheduler"
 )
@@ -110,13 +111,17 @@ func assertSchedulerEmpty(t *testing.T, ctx context.Context, env *dev.Env, rdb *
 }
 
 // checkAudit replays the audit record and reports its violations.
-func checkAudit(t *testing.T, ctx context.Context, rdb *redis.Client, limit int) *auditReport {
+func checkAudit(t *testing.T, ctx context.Context, env *dev.Env, rdb *redis.Client, limit int) *auditReport {
 	t.Helper()
 	evs, err := readAudit(ctx, rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := replayAudit(evs, limit)
+	chs, err := env.Store.List(ctx, messages.KindChallenge, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := replayAudit(evs, limit, doneChallenges(chs))
 	for _, v := range rep.violations {
 		t.Error(v)
 	}
@@ -134,6 +139,7 @@ func TestFaultWorkerKilledHoldingLeases(t *testing.T) {
 	// The victim runs alone until it is killed: every lease in flight at
 	// that moment is one it was working on.
 	victim := startWorker(t, env, "victim", faultEnv()...)
+	waitStarted(t, victim)
 	procs := []*workerProc{victim}
 	if err := env.CreateIssuerIn(ctx, dev.Namespace, dev.IssuerName); err != nil {
 		t.Fatal(err)
@@ -193,22 +199,22 @@ func TestFaultWorkerKilledHoldingLeases(t *testing.T) {
 	if n := len(delays); n > 0 && delays[n-1] > faultLeaseTTL+faultTick+slack {
 		t.Errorf("a lease of the killed worker was reaped %s after the kill, want at most lease TTL %s + tick %s (+%s)", delays[n-1], faultLeaseTTL, faultTick, slack)
 	}
-	rep := checkAudit(t, ctx, rdb, faultCap)
+	rep := checkAudit(t, ctx, env, rdb, faultCap)
 	if t.Failed() {
 		failDump(t, ctx, env, procs)
 	}
 	t.Logf("killed holding %d leases; %d reaped after the kill, kill->reap min %s, max %s (bound %s); %d certificates issued once; audit: %s; took %s",
-		len(held), len(delays), first(delays), last(delays), faultLeaseTTL+faultTick, len(reqs), rep.summary(), time.Since(began).Round(time.Millisecond))
+		len(held), len(delays), firstDuration(delays), lastDuration(delays), faultLeaseTTL+faultTick, len(reqs), rep.summary(), time.Since(began).Round(time.Millisecond))
 }
 
-func first(d []time.Duration) time.Duration {
+func firstDuration(d []time.Duration) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
 	return d[0]
 }
 
-func last(d []time.Duration) time.Duration {
+func lastDuration(d []time.Duration) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
@@ -244,12 +250,12 @@ func TestFaultRedisRestartsEmpty(t *testing.T) {
 	}
 	// The record after the restart starts from an empty Redis, as the
 	// scheduler did: it replays as a whole.
-	rep := checkAudit(t, ctx, rdb, faultCap)
+	rep := checkAudit(t, ctx, env, rdb, faultCap)
 	if t.Failed() {
 		failDump(t, ctx, env, procs)
 	}
-	t.Logf("Redis restarted empty with %d challenges in flight; all %d certificates issued once %s later; audit after the restart: %s; took %s",
-		inflight, len(reqs), recovered.Round(time.Millisecond), rep.summary(), time.Since(began).Round(time.Millisecond))
+	t.Logf("Redis restarted empty with %d challenges in flight; all %d certificates issued once %s later; audit after the restart: %s; re-granted: %s; took %s",
+		inflight, len(reqs), recovered.Round(time.Millisecond), rep.summary(), rep.regrants(), time.Since(began).Round(time.Millisecond))
 }
 
 // Redis unreachable for 5 s in the middle of a run (the server frozen with
@@ -295,7 +301,7 @@ func TestFaultRedisUnreachable(t *testing.T) {
 	if exited != 0 {
 		t.Errorf("%d worker exits (restarts a supervisor would have to make), want 0", exited)
 	}
-	rep := checkAudit(t, ctx, rdb, faultCap)
+	rep := checkAudit(t, ctx, env, rdb, faultCap)
 	if t.Failed() {
 		failDump(t, ctx, env, procs)
 	}
@@ -310,16 +316,7 @@ func TestFaultIdleFleetRedisLoad(t *testing.T) {
 	env, ctx := startStack(t, time.Minute, false)
 	rdb := redisClient(t, env)
 	procs := startFleet(t, env, 8, "idle")
-	// Started: every worker has logged so, and ran its first tick.
-	eventually(t, 30*time.Second, func() bool {
-		for _, p := range procs {
-			if !strings.Contains(p.out.String(), "worker started") {
-				return false
-			}
-		}
-		return true
-	})
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // past every worker's first tick
 	const window = 5 * time.Second
 	before, err := commandStats(ctx, rdb)
 	if err != nil {

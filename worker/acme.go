@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/acme"
 
@@ -26,6 +27,7 @@ type acmeCache struct {
 	observe acmeclient.Observer
 	mu      sync.Mutex
 	clients map[string]cachedClient
+	issuers map[string]cachedIssuer
 }
 
 type cachedClient struct {
@@ -34,7 +36,7 @@ type cachedClient struct {
 }
 
 func newACMECache(st *store.Store, observe acmeclient.Observer) *acmeCache {
-	return &acmeCache{st: st, observe: observe, clients: map[string]cachedClient{}}
+	return &acmeCache{st: st, observe: observe, clients: map[string]cachedClient{}, issuers: map[string]cachedIssuer{}}
 }
 
 func issuerOptions(iss *messages.Issuer, observe acmeclient.Observer) acmeclient.Options {
@@ -49,11 +51,42 @@ func issuerOptions(iss *messages.Issuer, observe acmeclient.Observer) acmeclient
 // ErrIssuerNotReady: the issuer has no registered account yet.
 var ErrIssuerNotReady = errors.New("worker: issuer not ready")
 
+// issuerTTL bounds how stale a cached Issuer may be: issuers change
+// rarely, and every order and challenge message would otherwise read one.
+const issuerTTL = 5 * time.Second
+
+// issuer reads an Issuer, cached for issuerTTL. A not-Ready issuer is not
+// cached, so a worker sees it become Ready at once.
+func (c *acmeCache) issuer(ctx context.Context, ns, name string) (*messages.Issuer, error) {
+	key := messages.Key(ns, name)
+	c.mu.Lock()
+	e, ok := c.issuers[key]
+	c.mu.Unlock()
+	if ok && time.Since(e.at) < issuerTTL {
+		return e.iss, nil
+	}
+	iss := &messages.Issuer{}
+	if err := c.st.Get(ctx, ns, name, iss); err != nil {
+		return nil, fmt.Errorf("get issuer %s/%s: %w", ns, name, err)
+	}
+	if messages.IsReady(iss.Status.Conditions) {
+		c.mu.Lock()
+		c.issuers[key] = cachedIssuer{iss: iss, at: time.Now()}
+		c.mu.Unlock()
+	}
+	return iss, nil
+}
+
+type cachedIssuer struct {
+	iss *messages.Issuer
+	at  time.Time
+}
+
 // client returns the client of a Ready issuer.
 func (c *acmeCache) client(ctx context.Context, ns string, ref messages.IssuerRef) (*acme.Client, *messages.Issuer, error) {
-	iss := &messages.Issuer{}
-	if err := c.st.Get(ctx, ns, ref.Name, iss); err != nil {
-		return nil, nil, fmt.Errorf("get issuer %s/%s: %w", ns, ref.Name, err)
+	iss, err := c.issuer(ctx, ns, ref.Name)
+	if err != nil {
+		return nil, nil, err
 	}
 	if iss.Spec.ACME == nil || iss.Status.ACME == nil || iss.Status.ACME.URI == "" || !messages.IsReady(iss.Status.Conditions) {
 		return nil, iss, fmt.Errorf("%w: issuer %s/%s", ErrIssuerNotReady, ns, ref.Name)

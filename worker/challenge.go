@@ -99,7 +99,9 @@ func transitionFinished(s *messages.ChallengeStatus) {
 }
 
 // reconcileChallenge advances a challenge as far as it can without
-// waiting, and returns a delayed retry where it must wait.
+// waiting, and returns a delayed retry where it must wait. Steps that follow
+// each other in one call share one status write (scheduled+presented,
+// final+cleaned up): a crash between them only repeats idempotent steps.
 func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, delivered uint64) (Outcome, error) {
 	ch := &messages.Challenge{}
 	if err := w.store.Get(ctx, t.Namespace, t.Name, ch); err != nil {
@@ -129,21 +131,34 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 			return Done(), err
 		}
 	}
+	// Events wait for the write that makes them true.
+	var pending []func()
+	update := func() error {
+		if err := w.store.Update(ctx, ch); err != nil {
+			return err
+		}
+		for _, f := range pending {
+			f()
+		}
+		pending = pending[:0]
+		return nil
+	}
+	event := func(typ messages.EventType, reason, msg string) {
+		pending = append(pending, func() { w.record(ctx, ch, typ, reason, msg) })
+	}
+
 	now := w.cfg.Now().UTC()
 	if phase != PhaseQueued && phase != PhaseFinishing && ch.Status.ScheduledTime != nil && now.Sub(*ch.Status.ScheduledTime) > w.cfg.ChallengeTimeout {
 		transitionFinal(&ch.Status, messages.StateErrored, fmt.Sprintf("Challenge did not complete within %s (ACMEQ_CHALLENGE_TIMEOUT)", w.cfg.ChallengeTimeout))
-		if err := w.store.Update(ctx, ch); err != nil {
-			return Done(), err
-		}
-		w.record(ctx, ch, messages.EventWarning, messages.ReasonTimedOut, ch.Status.Reason)
+		event(messages.EventWarning, messages.ReasonTimedOut, ch.Status.Reason)
 		phase = PhaseFinishing
 	}
+	// The order read the authorization when it created this challenge: on
+	// a first scheduling soon after, syncing again would only repeat that.
+	freshAuthz := ch.Status.ScheduledTime == nil && now.Sub(ch.Metadata.CreationTimestamp) < time.Minute
 	if phase == PhaseQueued {
 		transitionStart(&ch.Status, now)
-		if err := w.store.Update(ctx, ch); err != nil {
-			return Done(), err
-		}
-		w.record(ctx, ch, messages.EventNormal, messages.ReasonStarted, "Challenge scheduled for processing")
+		event(messages.EventNormal, messages.ReasonStarted, "Challenge scheduled for processing")
 		phase = PhaseScheduled
 	}
 	var cl *acme.Client
@@ -157,22 +172,21 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 	solver, err := w.solverFor(ch)
 	if err != nil {
 		transitionFinal(&ch.Status, messages.StateErrored, err.Error())
-		if err := w.store.Update(ctx, ch); err != nil {
-			return Done(), err
-		}
 		phase = PhaseFinishing
 	}
 
 	if phase == PhaseScheduled {
-		a, err := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
-		if err != nil {
-			return w.challengeACMEError(ctx, ch, "Failed to sync challenge with the ACME server", err, delivered)
-		}
-		if st := messages.State(a.Status); st.Final() {
-			transitionSynced(&ch.Status, st, authzReason(a, ch.Spec.URL))
-			if err := w.store.Update(ctx, ch); err != nil {
-				return Done(), err
+		st := messages.StatePending
+		reason := ""
+		if !freshAuthz {
+			a, err := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
+			if err != nil {
+				return w.challengeACMEError(ctx, ch, "Failed to sync challenge with the ACME server", err, delivered)
 			}
+			st, reason = messages.State(a.Status), authzReason(a, ch.Spec.URL)
+		}
+		if st.Final() {
+			transitionSynced(&ch.Status, st, reason)
 			phase = PhaseFinishing
 		} else {
 			// Synced: the CA's state (pending) is recorded with the next
@@ -180,20 +194,22 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 			ch.Status.State = st
 			if err := solver.Present(ctx, solverChallenge(ch)); err != nil {
 				msg := fmt.Sprintf("Error presenting challenge: %v", err)
-				if ch.Status.Reason != msg {
+				if ch.Status.Reason != msg || len(pending) > 0 {
+					if ch.Status.Reason != msg {
+						event(messages.EventWarning, messages.ReasonPresentError, msg)
+					}
 					ch.Status.Reason = msg
-					if err := w.store.Update(ctx, ch); err != nil {
+					if err := update(); err != nil {
 						return Done(), err
 					}
-					w.record(ctx, ch, messages.EventWarning, messages.ReasonPresentError, msg)
 				}
 				return RetryAfter(backoff(delivered)), nil
 			}
 			transitionPresented(&ch.Status, ch.Spec.Type)
-			if err := w.store.Update(ctx, ch); err != nil {
+			event(messages.EventNormal, messages.ReasonPresented, fmt.Sprintf("Presented challenge using %s challenge mechanism", strings.ToLower(ch.Spec.Type)))
+			if err := update(); err != nil {
 				return Done(), err
 			}
-			w.record(ctx, ch, messages.EventNormal, messages.ReasonPresented, fmt.Sprintf("Presented challenge using %s challenge mechanism", strings.ToLower(ch.Spec.Type)))
 			phase = PhasePresented
 		}
 	}
@@ -209,7 +225,7 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 				reason := fmt.Sprintf("Waiting for %s challenge propagation: %s", strings.ToLower(ch.Spec.Type), strings.TrimPrefix(err.Error(), "http01: "))
 				if ch.Status.Reason != reason {
 					ch.Status.Reason = reason
-					if err := w.store.Update(ctx, ch); err != nil {
+					if err := update(); err != nil {
 						return Done(), err
 					}
 				}
@@ -227,11 +243,15 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 			return w.challengeACMEError(ctx, ch, "Error accepting challenge", err, delivered)
 		}
 		transitionAccepted(&ch.Status, state)
-		if err := w.store.Update(ctx, ch); err != nil {
+		if err := update(); err != nil {
 			return Done(), err
 		}
+		if !state.Final() {
+			// The CA validates now; asking at once would only find it
+			// still processing.
+			return RetryAfter(w.pollDelay(1)), nil
+		}
 		phase = PhaseAccepted
-		delivered = 1
 	}
 
 	if phase == PhaseAccepted {
@@ -244,13 +264,10 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 			return RetryAfter(w.pollDelay(delivered)), nil
 		}
 		transitionFinal(&ch.Status, st, authzReason(a, ch.Spec.URL))
-		if err := w.store.Update(ctx, ch); err != nil {
-			return Done(), err
-		}
 		if st == messages.StateValid {
-			w.record(ctx, ch, messages.EventNormal, messages.ReasonDomainVerified, fmt.Sprintf("Domain %q verified with %q validation", ch.Spec.DNSName, strings.ToLower(ch.Spec.Type)))
+			event(messages.EventNormal, messages.ReasonDomainVerified, fmt.Sprintf("Domain %q verified with %q validation", ch.Spec.DNSName, strings.ToLower(ch.Spec.Type)))
 		} else {
-			w.record(ctx, ch, messages.EventWarning, messages.ReasonFailedCheck, "Accepting challenge authorization failed: "+ch.Status.Reason)
+			event(messages.EventWarning, messages.ReasonFailedCheck, "Accepting challenge authorization failed: "+ch.Status.Reason)
 		}
 		phase = PhaseFinishing
 	}
@@ -258,12 +275,15 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 	// PhaseFinishing: clean up, unschedule, free the slot, wake the order.
 	if ch.Status.Presented && solver != nil {
 		if err := solver.CleanUp(context.WithoutCancel(ctx), solverChallenge(ch)); err != nil {
-			w.record(ctx, ch, messages.EventWarning, messages.ReasonCleanUpError, fmt.Sprintf("Error cleaning up challenge: %v", err))
+			event(messages.EventWarning, messages.ReasonCleanUpError, fmt.Sprintf("Error cleaning up challenge: %v", err))
+			if err := update(); err != nil {
+				return Done(), err
+			}
 			return RetryAfter(backoff(delivered)), nil
 		}
 	}
 	transitionFinished(&ch.Status)
-	if err := w.store.Update(ctx, ch); err != nil {
+	if err := update(); err != nil {
 		return Done(), err
 	}
 	if _, err := w.sched.Release(context.WithoutCancel(ctx), id); err != nil {

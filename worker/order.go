@@ -59,6 +59,14 @@ func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition, deli
 	case messages.StatePending:
 		return w.orderPending(ctx, cl, order)
 	case messages.StateReady, messages.StateProcessing:
+		if t.Action == messages.ActionChild && delivered == 1 {
+			// A late challenge wake-up arriving for the first time: the
+			// message that moved the order past pending polls the CA (by
+			// redelivery, so never on its first delivery); a second poller
+			// would only double the requests. If that worker dies, its
+			// message is redelivered and resumes.
+			return Done(), nil
+		}
 		return w.orderFinalize(ctx, cl, order, delivered)
 	}
 	return Done(), fmt.Errorf("order %s/%s: unexpected state %q", order.Metadata.Namespace, order.Metadata.Name, order.Status.State)
@@ -95,8 +103,8 @@ func (w *Worker) newOrder(ctx context.Context, cl *acme.Client, order *messages.
 // queued with the scheduler, and moves on when all are final.
 func (w *Worker) orderPending(ctx context.Context, cl *acme.Client, order *messages.Order) (Outcome, error) {
 	ns := order.Metadata.Namespace
-	iss := &messages.Issuer{}
-	if err := w.store.Get(ctx, ns, order.Spec.IssuerRef.Name, iss); err != nil {
+	iss, err := w.acme.issuer(ctx, ns, order.Spec.IssuerRef.Name)
+	if err != nil {
 		return Done(), err
 	}
 	allValid := true
@@ -153,10 +161,9 @@ func (w *Worker) orderPending(ctx context.Context, cl *acme.Client, order *messa
 		w.grant(ctx)
 		return Done(), nil
 	}
+	// All challenges are valid: the order is ready at the CA. The finalize
+	// step below claims it (state processing) in its first write.
 	order.Status.State = messages.StateReady
-	if err := w.store.Update(ctx, order); err != nil {
-		return Done(), err
-	}
 	return w.orderFinalize(ctx, cl, order, 1)
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,11 +85,23 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 		Storage:     jetstream.FileStorage,
 	}}
 	for _, sc := range streams {
+		// Update only what differs: every worker runs this at start, and
+		// concurrent updates of a stream race inside nats-server with the
+		// consumers being created (seen with the race detector).
+		if cur, err := js.Stream(ctx, sc.Name); err == nil && streamMatches(cur.CachedInfo().Config, sc) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: create stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// streamMatches reports whether cur already has the settings acmeq sets.
+func streamMatches(cur, want jetstream.StreamConfig) bool {
+	return slices.Equal(cur.Subjects, want.Subjects) && cur.Retention == want.Retention &&
+		cur.MaxAge == want.MaxAge && cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas
 }
 
 // New returns a Bus; reporter names this process in events.

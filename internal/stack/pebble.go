@@ -84,7 +84,8 @@ type Pebble struct {
 // constructed, so StartPebble sets, for the whole process:
 // PEBBLE_VA_NOSLEEP=1 (validate at once instead of sleeping up to 5s),
 // PEBBLE_WFE_NONCEREJECT=0 (don't reject 5% of valid nonces) and
-// PEBBLE_AUTHZREUSE=0 (always create fresh authorizations).
+// PEBBLE_AUTHZREUSE=0 (reuse a valid authorization of the same account only
+// 1% of the time: Pebble reuses when rand.Intn(100) <= percent).
 func StartPebble(cfg PebbleConfig) (*Pebble, error) {
 	logger := cfg.Logger
 	if logger == nil {

@@ -51,6 +51,12 @@ func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Confi
 	s := &Store{js: js, kvs: map[messages.Kind]jetstream.KeyValue{}, sealer: sealer, now: time.Now}
 	kinds := append([]messages.Kind{messages.KindSecret}, messages.ReconciledKinds...)
 	for _, k := range kinds {
+		// An existing bucket is used as it is (an operator may have raised
+		// its replicas); creating is idempotent across racing workers.
+		if kv, err := js.KeyValue(ctx, k.Bucket()); err == nil {
+			s.kvs[k] = kv
+			continue
+		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      k.Bucket(),
 			Description: "acmeq " + string(k) + " resources",

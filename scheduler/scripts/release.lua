@@ -13,8 +13,14 @@ if meta then
   redis.call('HDEL', KEYS[2], id)
 end
 local ns = string.match(id, '^([^/]+)/')
+local dequeued = 0
 if ns then
-  redis.call('ZREM', ARGV[3] .. ns, id)
+  dequeued = redis.call('ZREM', ARGV[3] .. ns, id)
+end
+if ARGV[1] == '1' and freed == 0 and dequeued == 1 then
+  -- Finished while waiting in the backlog (e.g. re-enqueued by a resync).
+  local t = redis.call('TIME')
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', 2000000, '*', 'ev', 'dequeue', 'id', id, 'lock', lock or '', 'us', tonumber(t[1]) * 1000000 + tonumber(t[2]))
 end
 if ARGV[1] == '1' and freed == 1 then
   local t = redis.call('TIME')

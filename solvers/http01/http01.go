@@ -172,6 +172,11 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration
 		}
 		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
 			old := bs.Config()
+			if old.TTL == cfg.TTL && old.LimitMarkerTTL == cfg.LimitMarkerTTL && old.History == cfg.History {
+				// Nothing to change: no update, which would race with
+				// other workers starting (nats-server's stream update).
+				return existing, nil
+			}
 			cfg.Replicas, cfg.Placement, cfg.Storage = old.Replicas, old.Placement, old.Storage
 		}
 	case errors.Is(err, jetstream.ErrBucketNotFound):
