@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -98,13 +96,7 @@ type BIND struct {
 }
 
 // bindProc is one run of named.
-type bindProc struct {
-	cmd     *exec.Cmd
-	out     *tailBuffer
-	logFile *os.File
-	done    chan struct{} // closed once cmd.Wait has returned
-	err     error         // result of cmd.Wait, valid after done is closed
-}
+type bindProc = child
 
 // StartBIND starts named (found in PATH or at /usr/sbin/named) with its
 // configuration and data in dir, which is created if needed, serving each
@@ -318,34 +310,20 @@ func (b *BIND) spawn(port int) (*bindProc, error) {
 		return nil, fmt.Errorf("stack: bind: open log: %w", err)
 	}
 	out := &tailBuffer{limit: bindOutputLimit}
-	cmd := exec.Command(b.bin,
+	p, err := startChild("named", b.bin, b.Dir, out, logFile, func() { _ = logFile.Close() },
 		"-g",      // foreground, log to stderr
 		"-4",      // IPv4 only
 		"-n", "1", // one worker thread is plenty
 		"-c", conf,
 	)
-	cmd.Dir = b.Dir
-	w := io.MultiWriter(out, logFile)
-	cmd.Stdout = w
-	cmd.Stderr = w
-	cmd.SysProcAttr = childSysProcAttr()
-	// Don't let a grandchild holding the output pipe block Wait forever.
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		_ = logFile.Close()
-		return nil, fmt.Errorf("stack: start %s: %w", b.bin, err)
+		return nil, err
 	}
-	p := &bindProc{cmd: cmd, out: out, logFile: logFile, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		_ = p.logFile.Close()
-		close(p.done)
-	}()
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := waitBINDReady(addr, b.Zones[0], p); err != nil {
-		_ = p.signal(syscall.SIGKILL)
-		<-p.done
+		_ = p.kill()
 		return nil, fmt.Errorf("stack: named on %s: %w\n--- named log (last %d lines) ---\n%s",
 			addr, err, bindErrorLogLines, lastLines(out.String(), bindErrorLogLines))
 	}
@@ -455,22 +433,10 @@ func (b *BIND) Output() string {
 func (b *BIND) Stop() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.proc
-	if p == nil {
+	if b.proc == nil {
 		return nil
 	}
-	if err := p.signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-p.done:
-	case <-time.After(bindStopGrace):
-		if err := p.signal(syscall.SIGKILL); err != nil {
-			return err
-		}
-		<-p.done
-	}
-	return nil
+	return b.proc.stop(bindStopGrace)
 }
 
 // Kill sends SIGKILL to the server's process group and waits for the server
@@ -478,27 +444,8 @@ func (b *BIND) Stop() error {
 func (b *BIND) Kill() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.proc
-	if p == nil {
+	if b.proc == nil {
 		return nil
 	}
-	if err := p.signal(syscall.SIGKILL); err != nil {
-		return err
-	}
-	<-p.done
-	return nil
-}
-
-// signal sends sig to the process group of p, unless p has already exited.
-func (p *bindProc) signal(sig syscall.Signal) error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	err := syscall.Kill(-p.cmd.Process.Pid, sig)
-	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stack: signal named (pid %d): %w", p.cmd.Process.Pid, err)
-	}
-	return nil
+	return b.proc.kill()
 }

@@ -156,39 +156,9 @@ func freeClusterPort() (int, error) {
 	return 0, fmt.Errorf("stack: find a free port pair for a redis cluster node: %w", lastErr)
 }
 
-// spawnRedis starts redis-server on port of 127.0.0.1 without persistence,
-// in dir, with extra arguments, and waits until it answers PING.
+// spawnClusterNode starts one cluster node (see spawnRedisServer).
 func spawnClusterNode(bin, dir string, port int, extra ...string) (*redisProc, error) {
-	out := &tailBuffer{limit: redisOutputLimit}
-	args := append([]string{
-		"--port", strconv.Itoa(port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", dir,
-	}, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = childSysProcAttr()
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("stack: start %s: %w", bin, err)
-	}
-	p := &redisProc{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if err := waitRedisPing(addr, p.done); err != nil {
-		_ = p.signal(syscall.SIGKILL)
-		<-p.done
-		return nil, fmt.Errorf("stack: redis-server on %s: %w\n--- redis-server output ---\n%s",
-			addr, err, strings.TrimSpace(out.String()))
-	}
-	return p, nil
+	return spawnRedisServer(bin, dir, port, extra...)
 }
 
 // waitReady polls CLUSTER INFO on every node until each says

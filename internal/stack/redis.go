@@ -47,12 +47,7 @@ type Redis struct {
 }
 
 // redisProc is one run of redis-server.
-type redisProc struct {
-	cmd  *exec.Cmd
-	out  *tailBuffer
-	done chan struct{} // closed once cmd.Wait has returned
-	err  error         // result of cmd.Wait, valid after done is closed
-}
+type redisProc = child
 
 // StartRedis starts redis-server (found in PATH) with its working directory
 // dir, listening on a free port of 127.0.0.1 with RDB snapshots and the AOF
@@ -124,22 +119,10 @@ func (r *Redis) Output() string {
 func (r *Redis) Stop() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p := r.proc
-	if p == nil {
+	if r.proc == nil {
 		return nil
 	}
-	if err := p.signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-p.done:
-	case <-time.After(redisStopGrace):
-		if err := p.signal(syscall.SIGKILL); err != nil {
-			return err
-		}
-		<-p.done
-	}
-	return nil
+	return r.proc.stop(redisStopGrace)
 }
 
 // Kill sends SIGKILL to the server's process group and waits for the server
@@ -218,60 +201,37 @@ func (r *Redis) killLocked() error {
 	if p == nil {
 		return nil
 	}
-	if err := p.signal(syscall.SIGKILL); err != nil {
-		return err
-	}
-	<-p.done
-	return nil
+	return p.kill()
 }
 
 // spawn starts redis-server on port and waits until it answers PING.
 func (r *Redis) spawn(port int) (*redisProc, error) {
+	return spawnRedisServer(r.bin, r.dir, port)
+}
+
+// spawnRedisServer starts redis-server on port of 127.0.0.1 without
+// persistence, in dir, with extra arguments, and waits until it answers
+// PING.
+func spawnRedisServer(bin, dir string, port int, extra ...string) (*redisProc, error) {
 	out := &tailBuffer{limit: redisOutputLimit}
-	cmd := exec.Command(r.bin,
+	args := append([]string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
-		"--dir", r.dir,
-	)
-	cmd.Dir = r.dir
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = childSysProcAttr()
-	// Don't let a grandchild holding the output pipe block Wait forever.
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("stack: start %s: %w", r.bin, err)
+		"--dir", dir,
+	}, extra...)
+	p, err := startChild("redis-server", bin, dir, out, nil, nil, args...)
+	if err != nil {
+		return nil, err
 	}
-	p := &redisProc{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := waitRedisPing(addr, p.done); err != nil {
-		_ = p.signal(syscall.SIGKILL)
-		<-p.done
+		_ = p.kill()
 		return nil, fmt.Errorf("stack: redis-server on %s: %w\n--- redis-server output ---\n%s",
 			addr, err, strings.TrimSpace(out.String()))
 	}
 	return p, nil
-}
-
-// signal sends sig to the process group of p, unless p has already exited.
-func (p *redisProc) signal(sig syscall.Signal) error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	err := syscall.Kill(-p.cmd.Process.Pid, sig)
-	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stack: signal redis-server (pid %d): %w", p.cmd.Process.Pid, err)
-	}
-	return nil
 }
 
 // waitRedisPing polls addr with PING until it answers PONG, the process
