@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/acmeq/acmeq/internal/bus"
@@ -55,6 +56,8 @@ type Options struct {
 	Cap int
 	// SelfCheckInterval of the workers. Defaults to worker's 10s.
 	SelfCheckInterval time.Duration
+	// Registerer receives the first worker's metrics; nil registers none.
+	Registerer prometheus.Registerer
 	// Logger for the workers; nil discards.
 	Logger *slog.Logger
 	// PebbleLog receives Pebble's log; nil discards.
@@ -177,6 +180,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 			SelfCheckInterval: o.SelfCheckInterval,
 			Scheduler:         scheduler.Config{Cap: o.Cap},
 			Logger:            o.Logger.With("worker", name),
+			Registerer:        registererFor(i, o.Registerer),
 		})
 		if err != nil {
 			wnc.Close()
@@ -283,4 +287,13 @@ func (env *Env) Close() {
 		env.closers[i]()
 	}
 	env.closers = nil
+}
+
+// registererFor gives the metrics registry to worker 0 only: the metrics of
+// several workers would collide in one registry.
+func registererFor(i int, r prometheus.Registerer) prometheus.Registerer {
+	if i == 0 {
+		return r
+	}
+	return nil
 }
