@@ -124,18 +124,11 @@ func stressRun(t *testing.T, limit int) {
 	rdb := redisClient(t, env)
 	assertSchedulerEmpty(t, ctx, env, rdb, procs)
 
-	evs, err := readAudit(ctx, rdb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// (c) every challenge finished, in the record and in its resource.
+	rep := checkAudit(t, ctx, env, rdb, limit)
 	chs, err := env.Store.List(ctx, messages.KindChallenge, "")
 	if err != nil {
 		t.Fatal(err)
-	}
-	rep := replayAudit(evs, limit, doneChallenges(chs))
-	for _, v := range rep.violations {
-		t.Error(v)
 	}
 	want := 0
 	for _, r := range reqs {
