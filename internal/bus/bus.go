@@ -6,6 +6,7 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -88,8 +89,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 		// Update only what differs: every worker runs this at start, and
 		// concurrent updates of a stream race inside nats-server with the
 		// consumers being created (seen with the race detector).
-		if cur, err := js.Stream(ctx, sc.Name); err == nil && streamMatches(cur.CachedInfo().Config, sc) {
+		cur, err := js.Stream(ctx, sc.Name)
+		if err == nil && streamMatches(cur.CachedInfo().Config, sc) {
 			continue
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// Workers starting together all get here: a create with the
+			// same config succeeds for each, without an update.
+			if _, err = js.CreateStream(ctx, sc); err == nil {
+				continue
+			}
+			if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return fmt.Errorf("bus: create stream %s: %w", sc.Name, err)
+			}
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: create stream %s: %w", sc.Name, err)

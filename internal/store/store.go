@@ -57,12 +57,17 @@ func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Confi
 			s.kvs[k] = kv
 			continue
 		}
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      k.Bucket(),
 			Description: "acmeq " + string(k) + " resources",
 			History:     1,
 			Replicas:    cfg.Replicas,
 		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			// Created meanwhile by another worker with other settings:
+			// use it as it is.
+			kv, err = js.KeyValue(ctx, k.Bucket())
+		}
 		if err != nil {
 			return nil, fmt.Errorf("store: open bucket %s: %w", k.Bucket(), err)
 		}

@@ -180,6 +180,11 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration
 			cfg.Replicas, cfg.Placement, cfg.Storage = old.Replicas, old.Placement, old.Storage
 		}
 	case errors.Is(err, jetstream.ErrBucketNotFound):
+		// Workers starting together: a create with the same config
+		// succeeds for each, without the update that races in the server.
+		if kv, err := js.CreateKeyValue(ctx, cfg); err == nil {
+			return kv, nil
+		}
 	default:
 		return nil, fmt.Errorf("http01: looking up bucket %s: %w", Bucket, err)
 	}
