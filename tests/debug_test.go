@@ -43,7 +43,7 @@ func dumpUnfinished(t *testing.T, ctx context.Context, env *dev.Env) {
 			sb, _ := json.Marshal(status)
 			t.Logf("unfinished %s %s: %s", k, o.GetMeta().Name, sb)
 			if ch, ok := o.(*messages.Challenge); ok {
-				st, err := env.Workers0Scheduler().Lookup(ctx, ch.Metadata.Namespace+"/"+ch.Metadata.Name)
+				st, err := env.Scheduler().Lookup(ctx, ch.Metadata.Namespace+"/"+ch.Metadata.Name)
 				t.Logf("  scheduler: %q %v", st, err)
 			}
 		}

@@ -66,7 +66,7 @@ func waitMidRun(t *testing.T, ctx context.Context, env *dev.Env, rdb *redis.Clie
 				released++
 			}
 		}
-		_, inflight, cerr := env.Workers0Scheduler().Counts(ctx)
+		_, inflight, cerr := env.Scheduler().Counts(ctx)
 		if err == nil && cerr == nil && released >= 5 && inflight > 0 {
 			t.Logf("mid-run: %d challenges released, %d in flight", released, inflight)
 			return
@@ -96,7 +96,7 @@ func assertSchedulerEmpty(t *testing.T, ctx context.Context, env *dev.Env, rdb *
 	locks := scheduler.PrefixDefault + "locks"
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		b, i, err := env.Workers0Scheduler().Counts(ctx)
+		b, i, err := env.Scheduler().Counts(ctx)
 		l, lerr := rdb.HLen(ctx, locks).Result()
 		if err == nil && lerr == nil && b == 0 && i == 0 && l == 0 {
 			return
@@ -236,7 +236,7 @@ func TestFaultRedisRestartsEmpty(t *testing.T) {
 	reqs := faultRequests()
 	requestAll(t, ctx, env, reqs)
 	waitMidRun(t, ctx, env, rdb, procs)
-	_, inflight, _ := env.Workers0Scheduler().Counts(ctx)
+	_, inflight, _ := env.Scheduler().Counts(ctx)
 	if err := env.Stack.Redis.Restart(); err != nil {
 		t.Fatal(err)
 	}

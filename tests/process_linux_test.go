@@ -126,7 +126,7 @@ func TestWorkerProcessesSurviveSIGKILL(t *testing.T) {
 	// Kill one worker as soon as some challenge is in flight, so it dies
 	// holding work.
 	eventually(t, 30*time.Second, func() bool {
-		_, inflight, err := env.Workers0Scheduler().Counts(ctx)
+		_, inflight, err := env.Scheduler().Counts(ctx)
 		return err == nil && inflight > 0
 	})
 	victim := procs[0]
@@ -153,7 +153,7 @@ func TestWorkerProcessesSurviveSIGKILL(t *testing.T) {
 	}
 	// No slot or lock leaks: once the work is done the scheduler is empty.
 	eventually(t, 15*time.Second, func() bool {
-		b, i, err := env.Workers0Scheduler().Counts(ctx)
+		b, i, err := env.Scheduler().Counts(ctx)
 		return err == nil && b == 0 && i == 0
 	})
 }

@@ -309,7 +309,7 @@ func redisClient(t *testing.T, env *dev.Env) *redis.Client {
 func failDump(t *testing.T, ctx context.Context, env *dev.Env, procs []*workerProc) {
 	t.Helper()
 	dumpUnfinished(t, ctx, env)
-	b, i, err := env.Workers0Scheduler().Counts(context.WithoutCancel(ctx))
+	b, i, err := env.Scheduler().Counts(context.WithoutCancel(ctx))
 	t.Logf("scheduler: backlog %d, in flight %d, err %v", b, i, err)
 	for _, p := range procs {
 		t.Logf("worker pid %d (%s), last lines:\n%s", p.cmd.Process.Pid, procState(p), tailLines(p.out.String(), 25))

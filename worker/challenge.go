@@ -181,7 +181,7 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 		if !freshAuthz {
 			a, err := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
 			if err != nil {
-				return w.challengeACMEError(ctx, ch, "Failed to sync challenge with the ACME server", err, delivered)
+				return w.challengeACMEError(ctx, ch, update, "Failed to sync challenge with the ACME server", err, delivered)
 			}
 			st, reason = messages.State(a.Status), authzReason(a, ch.Spec.URL)
 		}
@@ -240,7 +240,7 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 		}
 		state, err := w.accept(ctx, cl, ch)
 		if err != nil {
-			return w.challengeACMEError(ctx, ch, "Error accepting challenge", err, delivered)
+			return w.challengeACMEError(ctx, ch, update, "Error accepting challenge", err, delivered)
 		}
 		transitionAccepted(&ch.Status, state)
 		if err := update(); err != nil {
@@ -257,7 +257,7 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 	if phase == PhaseAccepted {
 		a, err := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
 		if err != nil {
-			return w.challengeACMEError(ctx, ch, "Error fetching authorization", err, delivered)
+			return w.challengeACMEError(ctx, ch, update, "Error fetching authorization", err, delivered)
 		}
 		st := messages.State(a.Status)
 		if !st.Final() {
@@ -310,7 +310,9 @@ func (w *Worker) accept(ctx context.Context, cl *acme.Client, ch *messages.Chall
 
 // challengeACMEError retries transient CA errors; a client error fails the
 // challenge with the ACME problem in its reason.
-func (w *Worker) challengeACMEError(ctx context.Context, ch *messages.Challenge, what string, err error, delivered uint64) (Outcome, error) {
+// update is the handler's status write, which also records the events
+// waiting for it (e.g. Started).
+func (w *Worker) challengeACMEError(ctx context.Context, ch *messages.Challenge, update func() error, what string, err error, delivered uint64) (Outcome, error) {
 	if isShutdown(ctx, err) {
 		return Done(), err
 	}
@@ -321,7 +323,7 @@ func (w *Worker) challengeACMEError(ctx context.Context, ch *messages.Challenge,
 		return RetryAfter(backoff(delivered)), nil
 	}
 	transitionFinal(&ch.Status, messages.StateErrored, what+": "+acmeclient.Describe(err))
-	if err := w.store.Update(ctx, ch); err != nil {
+	if err := update(); err != nil {
 		return Done(), err
 	}
 	w.record(ctx, ch, messages.EventWarning, messages.ReasonFailedCheck, ch.Status.Reason)

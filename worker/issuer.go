@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/acmeq/acmeq/internal/acmeclient"
 	"github.com/acmeq/acmeq/messages"
@@ -94,18 +95,9 @@ func involvedFromSubject(kind messages.Kind, subject string, t messages.Transiti
 		return ref
 	}
 	// acmeq.work.<kind>.<ns>.<name>
-	var parts []string
-	start := 0
-	for i := 0; i <= len(subject); i++ {
-		if i == len(subject) || subject[i] == '.' {
-			parts = append(parts, subject[start:i])
-			start = i + 1
-		}
-	}
-	if len(parts) == 5 {
+	ref.meta.Namespace, ref.meta.Name = "unknown", "unknown"
+	if parts := strings.Split(subject, "."); len(parts) == 5 {
 		ref.meta.Namespace, ref.meta.Name = parts[3], parts[4]
-	} else {
-		ref.meta.Namespace, ref.meta.Name = "unknown", "unknown"
 	}
 	return ref
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -351,37 +352,20 @@ func reorderArgs(fs *flag.FlagSet, args []string) []string {
 	return append(flags, pos...)
 }
 
-// openReadStore connects to NATS and opens the store for the commands
-// that read resources and events (get, describe, events, delete). They
-// never open a Secret, so ACMEQ_SECRET_KEY is optional for them: without
-// it the store is opened with a sealer under a fresh random key, which
-// could only fail to open a sealed value (AES-GCM authentication), never
-// reveal one. With it, the store is opened as every other command opens
-// it.
+// openReadStore opens the store for commands that only read resources
+// (get, describe, delete): they never open a Secret, so without
+// ACMEQ_SECRET_KEY a throwaway key does.
 func openReadStore(ctx context.Context, name string) (*nats.Conn, jetstream.JetStream, *store.Store, error) {
 	c, err := parseEnv[connEnv]()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if c.SecretKey != "" {
-		return openStore(ctx, c, name)
+	if c.SecretKey == "" {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, nil, nil, err
+		}
+		c.SecretKey = base64.StdEncoding.EncodeToString(key)
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, nil, nil, err
-	}
-	sealer, err := store.NewSealer(key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	nc, js, err := connectNATS(c.NATSURL, name)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	st, err := store.Open(ctx, js, sealer, store.Config{})
-	if err != nil {
-		nc.Close()
-		return nil, nil, nil, err
-	}
-	return nc, js, st, nil
+	return openStore(ctx, c, name)
 }

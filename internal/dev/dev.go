@@ -226,9 +226,9 @@ func connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
-// Workers0Scheduler returns a scheduler client on the stack's Redis, for
+// Scheduler returns a scheduler client on the stack's Redis, for
 // inspection (it works with or without in-process workers).
-func (env *Env) Workers0Scheduler() *scheduler.Scheduler {
+func (env *Env) Scheduler() *scheduler.Scheduler {
 	if env.sched == nil {
 		env.sched, _ = scheduler.New(redis.NewClient(&redis.Options{Addr: env.Stack.Redis.Addr}), scheduler.Config{})
 	}
