@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,6 +58,33 @@ type PebbleConfig struct {
 	// AuthzRetryAfter is the Retry-After, in seconds, Pebble sends with
 	// authorizations that are still pending.
 	AuthzRetryAfter int
+	// Profiles are the ACME profiles Pebble offers (RFC draft
+	// "ACME profiles"), by name. Defaults to one profile "default" with
+	// Pebble's default validity. An order that names no profile gets a
+	// random one of these (Pebble's chaos), so a test that wants one
+	// validity offers one profile or names it on the Issuer.
+	Profiles map[string]PebbleProfile
+	// RequireEAB makes new-account require External Account Binding.
+	RequireEAB bool
+	// EABKeys are the External Account Binding keys Pebble accepts, key ID
+	// to base64url HMAC key (as cmd/pebble's externalAccountMACKeys).
+	EABKeys map[string]string
+	// NonceRejectPercent is the share of valid nonces Pebble rejects as
+	// badNonce (PEBBLE_WFE_NONCEREJECT). Defaults to 0.
+	NonceRejectPercent int
+	// Unserialized lets Pebble's ACME handler serve requests concurrently.
+	// Pebble v2.10.1's in-memory store can deadlock then (see
+	// serialized); only a benchmark that patches Pebble should set it.
+	Unserialized bool
+}
+
+// PebbleProfile is one ACME profile of Pebble.
+type PebbleProfile struct {
+	// Description is shown in the directory's meta.profiles.
+	Description string
+	// Validity of the certificates issued under the profile. Pebble's
+	// precision is a second; zero selects Pebble's default (about 5 days).
+	Validity time.Duration
 }
 
 // Pebble is an in-process Pebble ACME CA serving its ACME API and its
@@ -83,7 +111,8 @@ type Pebble struct {
 // Pebble's VA and WFE read their tuning from the environment when they are
 // constructed, so StartPebble sets, for the whole process:
 // PEBBLE_VA_NOSLEEP=1 (validate at once instead of sleeping up to 5s),
-// PEBBLE_WFE_NONCEREJECT=0 (don't reject 5% of valid nonces) and
+// PEBBLE_WFE_NONCEREJECT=cfg.NonceRejectPercent (0: don't reject 5% of
+// valid nonces) and
 // PEBBLE_AUTHZREUSE=0 (reuse a valid authorization of the same account only
 // 1% of the time: Pebble reuses when rand.Intn(100) <= percent).
 func StartPebble(cfg PebbleConfig) (*Pebble, error) {
@@ -91,16 +120,6 @@ func StartPebble(cfg PebbleConfig) (*Pebble, error) {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
-	for k, v := range map[string]string{
-		"PEBBLE_VA_NOSLEEP":      "1",
-		"PEBBLE_WFE_NONCEREJECT": "0",
-		"PEBBLE_AUTHZREUSE":      "0",
-	} {
-		if err := os.Setenv(k, v); err != nil {
-			return nil, fmt.Errorf("stack: pebble: set %s: %w", k, err)
-		}
-	}
-
 	cert, certPEM, err := selfSignedCert()
 	if err != nil {
 		return nil, err
@@ -109,6 +128,10 @@ func StartPebble(cfg PebbleConfig) (*Pebble, error) {
 	caImpl, wfeImpl, err := newPebbleCore(cfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	handler := wfeImpl.Handler()
+	if !cfg.Unserialized {
+		handler = serialized(handler)
 	}
 
 	tlsConfig := &tls.Config{
@@ -130,7 +153,7 @@ func StartPebble(cfg PebbleConfig) (*Pebble, error) {
 		ManagementURL: "https://" + mgmtLn.Addr().String(),
 		TLSCertPEM:    certPEM,
 		ca:            caImpl,
-		acme:          newPebbleServer(serialized(wfeImpl.Handler()), tlsConfig, logger),
+		acme:          newPebbleServer(handler, tlsConfig, logger),
 		mgmt:          newPebbleServer(wfeImpl.ManagementHandler(), tlsConfig, logger),
 	}
 	go serveTLS(p.acme, acmeLn, logger)
@@ -147,16 +170,43 @@ func newPebbleCore(cfg PebbleConfig, logger *log.Logger) (caImpl *ca.CAImpl, wfe
 		}
 	}()
 	store := db.NewMemoryStore()
+	for id, key := range cfg.EABKeys {
+		if err := store.AddExternalAccountKeyByID(id, key); err != nil {
+			return nil, nil, fmt.Errorf("stack: pebble: EAB key %q: %w", id, err)
+		}
+	}
 	profiles := map[string]ca.Profile{
 		// ValidityPeriod 0 selects Pebble's default.
 		"default": {Description: "The default profile"},
 	}
+	if len(cfg.Profiles) > 0 {
+		profiles = map[string]ca.Profile{}
+		for name, p := range cfg.Profiles {
+			profiles[name] = ca.Profile{Description: p.Description, ValidityPeriod: uint64(p.Validity / time.Second)}
+		}
+	}
 	caImpl = ca.New(logger, store, "", pebbleKeyAlg, 0, pebbleChainLength, profiles)
+	// The VA and WFE read their tuning from the environment when they are
+	// built; the lock keeps two Pebbles starting at once (parallel tests)
+	// from reading each other's values.
+	pebbleEnvMu.Lock()
+	defer pebbleEnvMu.Unlock()
+	for k, v := range map[string]string{
+		"PEBBLE_VA_NOSLEEP":      "1",
+		"PEBBLE_WFE_NONCEREJECT": strconv.Itoa(cfg.NonceRejectPercent),
+		"PEBBLE_AUTHZREUSE":      "0",
+	} {
+		if err := os.Setenv(k, v); err != nil {
+			return nil, nil, fmt.Errorf("stack: pebble: set %s: %w", k, err)
+		}
+	}
 	vaImpl := va.New(logger, cfg.HTTPPort, cfg.TLSPort, false, cfg.DNSAddr, store)
 	w := wfe.New(logger, store, vaImpl, caImpl, []string{pebbleCAAIdentity},
-		false, false, cfg.AuthzRetryAfter, cfg.OrderRetryAfter)
+		false, cfg.RequireEAB, cfg.AuthzRetryAfter, cfg.OrderRetryAfter)
 	return caImpl, &w, nil
 }
+
+var pebbleEnvMu sync.Mutex
 
 // newPebbleServer returns an HTTPS server for h.
 // serialized runs one ACME request at a time. Pebble v2.10.1's in-memory
