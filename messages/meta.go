@@ -1,6 +1,10 @@
 package messages
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // APIVersion is the version of every resource and message acmeq writes.
 // Readers reject other versions as poison rather than guess.
@@ -107,4 +111,27 @@ func IsReady(conds []Condition) bool {
 type Object interface {
 	GetMeta() *ObjectMeta
 	GetKind() Kind
+}
+
+// Duration is a time.Duration written as Go writes durations ("2160h0m0s"),
+// as Kubernetes' metav1.Duration; it reads "90m", "2160h" and the like.
+type Duration struct {
+	time.Duration
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.Duration.String()) }
+
+// UnmarshalJSON reads a duration string such as "720h".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"720h\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	d.Duration = v
+	return nil
 }

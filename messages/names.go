@@ -83,8 +83,33 @@ func WorkSubject(k Kind, namespace, name string) string {
 	return WorkSubjectPrefix + "." + k.Token() + "." + namespace + "." + name
 }
 
-// WorkFilter is the filter subject of the consumer for one kind.
-func WorkFilter(k Kind) string { return WorkSubjectPrefix + "." + k.Token() + ".>" }
+// WorkFilter is the filter subject of the consumer for one kind:
+// acmeq.work.<kind>.*.* (a namespace and a name, nothing more or less).
+func WorkFilter(k Kind) string { return WorkSubjectPrefix + "." + k.Token() + ".*.*" }
+
+// ScheduleSubjectPrefix prefixes the subjects of scheduled transitions
+// (JetStream message schedules, ADR-51) inside the work stream:
+// acmeq.work.schedule.<kind>.<namespace>.<name>. There is at most one
+// pending schedule per subject: publishing again replaces it. When it is
+// due, the server publishes its payload on the resource's work subject.
+const ScheduleSubjectPrefix = WorkSubjectPrefix + ".schedule"
+
+// ScheduleSubject is the schedule subject of one resource.
+func ScheduleSubject(k Kind, namespace, name string) string {
+	return ScheduleSubjectPrefix + "." + k.Token() + "." + namespace + "." + name
+}
+
+// WorkSubjects are the subjects of the work stream: exactly those a
+// consumer reads, plus the schedule subjects. A message published on any
+// other subject under acmeq.work (a typo, an unknown kind, a missing name)
+// is refused by the server ("no responders"), never stored unread.
+func WorkSubjects() []string {
+	subjects := make([]string, 0, len(ReconciledKinds)+1)
+	for _, k := range ReconciledKinds {
+		subjects = append(subjects, WorkFilter(k))
+	}
+	return append(subjects, ScheduleSubjectPrefix+"."+KindCertificate.Token()+".*.*")
+}
 
 // EventSubject is the subject of events about one resource.
 func EventSubject(k Kind, namespace, name string) string {

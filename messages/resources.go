@@ -32,6 +32,14 @@ type ACMEIssuer struct {
 	// Solvers lists the challenge solvers; the first whose selector matches
 	// a name is used. Empty means one HTTP-01 solver.
 	Solvers []ACMESolver `json:"solvers,omitempty"`
+	// Profile is the ACME profile new orders ask for (draft
+	// ietf-acme-profiles; Let's Encrypt's "classic", "tlsserver",
+	// "shortlived"). Empty lets the CA choose.
+	Profile string `json:"profile,omitempty"`
+	// PreferredChain selects, among the chains the CA offers, the one
+	// whose root (or topmost certificate) has this subject common name, as
+	// cert-manager. Empty or no match keeps the CA's default chain.
+	PreferredChain string `json:"preferredChain,omitempty"`
 }
 
 // SecretRef names a Secret in the Issuer's namespace.
@@ -118,9 +126,49 @@ type CertificateSpec struct {
 	CommonName string    `json:"commonName,omitempty"`
 	DNSNames   []string  `json:"dnsNames"`
 	IssuerRef  IssuerRef `json:"issuerRef"`
-	// PrivateKey selects the key algorithm. Defaults to ECDSA P-256.
+	// PrivateKey selects the key algorithm, its encoding and when it is
+	// rotated. Defaults to a new ECDSA P-256 key for every issuance,
+	// PKCS1-encoded.
 	PrivateKey *PrivateKeySpec `json:"privateKey,omitempty"`
+	// Duration is the lifetime asked of the CA (the order's notAfter, when
+	// the CA honours it). Unset asks for the CA's default, as cert-manager
+	// does for ACME issuers.
+	Duration *Duration `json:"duration,omitempty"`
+	// RenewBefore renews this long before notAfter. Unset (and no
+	// RenewBeforePercentage) renews when a third of the lifetime is left.
+	// A value not shorter than the lifetime falls back to that default.
+	RenewBefore *Duration `json:"renewBefore,omitempty"`
+	// RenewBeforePercentage renews when this share (1-99) of the lifetime
+	// is left; RenewBefore wins when both are set.
+	RenewBeforePercentage *int `json:"renewBeforePercentage,omitempty"`
+	// RevisionHistoryLimit is how many CertificateRequests (each with its
+	// Order and issued chain) are kept, the current one included. Defaults
+	// to RevisionHistoryLimitDefault (1), as cert-manager since v1.18.
+	RevisionHistoryLimit *int `json:"revisionHistoryLimit,omitempty"`
 }
+
+// RevisionHistoryLimitDefault is how many CertificateRequests of a
+// Certificate are kept when spec.revisionHistoryLimit is unset.
+const RevisionHistoryLimitDefault = 1
+
+// Private key rotation policies, as cert-manager's.
+const (
+	// RotationPolicyAlways generates a new private key for every issuance
+	// (the default).
+	RotationPolicyAlways = "Always"
+	// RotationPolicyNever reuses the key in the Secret for renewals and
+	// re-issuances, unless it no longer matches spec.privateKey.
+	RotationPolicyNever = "Never"
+)
+
+// Private key encodings of tls.key, as cert-manager's.
+const (
+	// KeyEncodingPKCS1 writes "RSA PRIVATE KEY" / "EC PRIVATE KEY" PEM
+	// blocks (the default, as cert-manager).
+	KeyEncodingPKCS1 = "PKCS1"
+	// KeyEncodingPKCS8 writes a "PRIVATE KEY" PEM block.
+	KeyEncodingPKCS8 = "PKCS8"
+)
 
 // Key algorithms, as cert-manager spells them.
 const (
@@ -135,18 +183,77 @@ type PrivateKeySpec struct {
 	// Size is 256 or 384 for ECDSA (defaults to 256) and 2048, 3072 or 4096
 	// for RSA (defaults to 2048).
 	Size int `json:"size,omitempty"`
+	// RotationPolicy is Always (a new key for every issuance, the default)
+	// or Never (keep the key while it matches algorithm and size).
+	RotationPolicy string `json:"rotationPolicy,omitempty"`
+	// Encoding of tls.key: PKCS1 (the default) or PKCS8.
+	Encoding string `json:"encoding,omitempty"`
 }
 
 // CertificateStatus is the observed state of a Certificate.
 type CertificateStatus struct {
+	// Conditions are Ready (the Secret holds a valid certificate for the
+	// spec) and Issuing (a CertificateRequest is in progress), with
+	// cert-manager's reasons.
 	Conditions []Condition `json:"conditions,omitempty"`
-	// Revision counts issuances; the CertificateRequest of revision N is
-	// named <certificate>-<N>.
-	Revision                 int        `json:"revision,omitempty"`
-	NextPrivateKeySecretName string     `json:"nextPrivateKeySecretName,omitempty"`
-	NotBefore                *time.Time `json:"notBefore,omitempty"`
-	NotAfter                 *time.Time `json:"notAfter,omitempty"`
-	LastFailureTime          *time.Time `json:"lastFailureTime,omitempty"`
+	// Revision is the revision of the last issuance attempt; the
+	// CertificateRequest of revision N is named <certificate>-<N>.
+	Revision int `json:"revision,omitempty"`
+	// NextPrivateKeySecretName holds the private key of the issuance in
+	// progress until it is stored in the Secret.
+	NextPrivateKeySecretName string `json:"nextPrivateKeySecretName,omitempty"`
+	// NotBefore and NotAfter are those of the certificate in the Secret.
+	NotBefore *time.Time `json:"notBefore,omitempty"`
+	NotAfter  *time.Time `json:"notAfter,omitempty"`
+	// RenewalTime is when the certificate in the Secret will be renewed:
+	// from spec.renewBefore (a third of the lifetime by default), or a time
+	// inside the CA's ARI window.
+	RenewalTime *time.Time `json:"renewalTime,omitempty"`
+	// LastFailureTime is when the last issuance attempt failed; the next
+	// one waits for the back-off of FailedIssuanceAttempts.
+	LastFailureTime *time.Time `json:"lastFailureTime,omitempty"`
+	// FailedIssuanceAttempts counts consecutive failed issuances (reset by
+	// a success or `acmeq renew`); the back-off is 1h, 2h, 4h ... 32h.
+	FailedIssuanceAttempts int `json:"failedIssuanceAttempts,omitempty"`
+	// SerialNumber of the certificate in the Secret, hexadecimal (acmeq).
+	SerialNumber string `json:"serialNumber,omitempty"`
+	// RenewalInfo is the CA's ACME Renewal Information (RFC 9773) for the
+	// certificate in the Secret, when the CA offers it (acmeq).
+	RenewalInfo *RenewalInfo `json:"renewalInfo,omitempty"`
+	// Revocation records the revocation of the certificate in the Secret
+	// (acmeq). A revoked certificate is not re-issued until `acmeq renew`.
+	Revocation *Revocation `json:"revocation,omitempty"`
+	// IssuedSpecHash fingerprints the spec fields the current certificate
+	// was issued for; a change re-issues once (acmeq).
+	IssuedSpecHash string `json:"issuedSpecHash,omitempty"`
+	// RenewRequestedTime is the last `acmeq renew` handled (acmeq).
+	RenewRequestedTime *time.Time `json:"renewRequestedTime,omitempty"`
+}
+
+// RenewalInfo is a CA's suggested renewal window for one certificate
+// (RFC 9773 ACME Renewal Information).
+type RenewalInfo struct {
+	// CertID is the ARI identifier of the certificate:
+	// base64url(authority key id) "." base64url(serial).
+	CertID string `json:"certID"`
+	// WindowStart and WindowEnd bound the suggested window.
+	WindowStart time.Time `json:"windowStart"`
+	WindowEnd   time.Time `json:"windowEnd"`
+	// ExplanationURL is the CA's explanation, when it gives one.
+	ExplanationURL string `json:"explanationURL,omitempty"`
+	// NextCheck is when the window is fetched again (the CA's
+	// Retry-After).
+	NextCheck time.Time `json:"nextCheck"`
+}
+
+// Revocation records a revoked certificate.
+type Revocation struct {
+	// SerialNumber of the revoked certificate, hexadecimal.
+	SerialNumber string `json:"serialNumber"`
+	// Reason is the RFC 5280 reason name (keyCompromise, superseded, ...).
+	Reason string `json:"reason"`
+	// Time the CA accepted the revocation.
+	Time time.Time `json:"time"`
 }
 
 // CertificateRequest is one CSR passed to an issuer.
@@ -161,6 +268,11 @@ type CertificateRequest struct {
 type CertificateRequestSpec struct {
 	Request   string    `json:"request"`
 	IssuerRef IssuerRef `json:"issuerRef"`
+	// Duration is the Certificate's spec.duration when requested.
+	Duration *Duration `json:"duration,omitempty"`
+	// Replaces is the ARI CertID of the certificate this request renews,
+	// when the CA offers ARI (acmeq).
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // CertificateRequestStatus is the observed state of a CertificateRequest.
@@ -183,6 +295,11 @@ type OrderSpec struct {
 	IssuerRef  IssuerRef `json:"issuerRef"`
 	CommonName string    `json:"commonName,omitempty"`
 	DNSNames   []string  `json:"dnsNames"`
+	// Duration asks the CA for this lifetime (the order's notAfter).
+	Duration *Duration `json:"duration,omitempty"`
+	// Replaces is the ARI CertID of the certificate this order renews
+	// (RFC 9773 §5): CAs exempt such renewals from most rate limits.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // OrderStatus is the observed state of an Order.
@@ -194,6 +311,9 @@ type OrderStatus struct {
 	Reason         string              `json:"reason,omitempty"`
 	Authorizations []ACMEAuthorization `json:"authorizations,omitempty"`
 	FailureTime    *time.Time          `json:"failureTime,omitempty"`
+	// Attempts counts polls of a CA still issuing, and transient errors,
+	// in the current state; it sets the poll delay (acmeq).
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // ACMEAuthorization is one authorization of an order.
@@ -254,6 +374,11 @@ type ChallengeStatus struct {
 	// ScheduledTime is when the challenge was last scheduled; the deadline
 	// (ACMEQ_CHALLENGE_TIMEOUT) counts from it.
 	ScheduledTime *time.Time `json:"scheduledTime,omitempty"`
+	// Attempts counts the tries of the current step that did not finish
+	// it (present errors, failed self-checks, polls of a CA still
+	// validating); it starts at 0 in every step and sets the step's retry
+	// delay (acmeq).
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // Secret holds private keys and certificates. Data is sealed with AEAD at

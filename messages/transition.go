@@ -41,6 +41,8 @@ const (
 	ActionChild     Action = "child"     // a resource this one waits for changed
 	ActionResync    Action = "resync"    // the periodic resync found it unfinished
 	ActionRetry     Action = "retry"     // a user asked for a retry (delete order)
+	ActionRenew     Action = "renew"     // a user asked for a renewal (acmeq renew)
+	ActionTimer     Action = "timer"     // a scheduled wake-up fired (renewal, ARI check, back-off, expiry)
 )
 
 // ErrMalformed marks a message that can never be processed.

@@ -40,7 +40,7 @@ const (
 	// LeaseTTLDefault is how long a grant lives without renewal. It must
 	// exceed the self-check interval, since a challenge waiting for its
 	// next self-check is not renewed while it waits.
-	LeaseTTLDefault = 2 * time.Minute
+	LeaseTTLDefault = 30 * time.Second
 	// ScanLimitDefault bounds how many queued challenges of a namespace
 	// the grant script looks at to find one whose lock is free.
 	ScanLimitDefault = 256
@@ -145,6 +145,10 @@ var (
 	// ErrNotHeld: the lease is not held (reaped, released, or lost with
 	// Redis' data).
 	ErrNotHeld = errors.New("scheduler: lease not held")
+	// ErrUnavailable wraps every failed call to Redis (unreachable,
+	// timed out, loading, ...), so callers can tell "Redis is down" from
+	// a scheduler decision.
+	ErrUnavailable = errors.New("redis unavailable")
 )
 
 // New returns a Scheduler on rdb.
@@ -216,7 +220,7 @@ func (s *Scheduler) Enqueue(ctx context.Context, items ...Item) (int, error) {
 	}
 	n, err := enqueueScript.Run(ctx, s.rdb, s.keys(), args...).Int()
 	if err != nil {
-		return 0, fmt.Errorf("scheduler: enqueue %d challenges: %w", len(items), err)
+		return 0, fmt.Errorf("scheduler: enqueue %d challenges: %w: %w", len(items), ErrUnavailable, err)
 	}
 	return n, nil
 }
@@ -232,7 +236,7 @@ func (s *Scheduler) Grant(ctx context.Context, max int) ([]Grant, error) {
 	res, err := grantScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(),
 		s.cfg.Cap, s.cfg.LeaseTTL.Milliseconds(), max, s.cfg.ScanLimit, s.cfg.Prefix+"q:").Slice()
 	if err != nil {
-		return nil, fmt.Errorf("scheduler: grant: %w", err)
+		return nil, fmt.Errorf("scheduler: grant: %w: %w", ErrUnavailable, err)
 	}
 	// Reply: now_ms, then (id, seq, score) triples.
 	if len(res) < 1 || (len(res)-1)%3 != 0 {
@@ -256,7 +260,7 @@ func (s *Scheduler) Grant(ctx context.Context, max int) ([]Grant, error) {
 func (s *Scheduler) Renew(ctx context.Context, id string) error {
 	n, err := renewScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(), id, s.cfg.LeaseTTL.Milliseconds()).Int()
 	if err != nil {
-		return fmt.Errorf("scheduler: renew %s: %w", id, err)
+		return fmt.Errorf("scheduler: renew %s: %w: %w", id, ErrUnavailable, err)
 	}
 	if n == 0 {
 		return fmt.Errorf("%w: %s", ErrNotHeld, id)
@@ -270,7 +274,7 @@ func (s *Scheduler) Renew(ctx context.Context, id string) error {
 func (s *Scheduler) Release(ctx context.Context, id string) (bool, error) {
 	n, err := releaseScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(), id, s.cfg.Prefix+"q:").Int()
 	if err != nil {
-		return false, fmt.Errorf("scheduler: release %s: %w", id, err)
+		return false, fmt.Errorf("scheduler: release %s: %w: %w", id, ErrUnavailable, err)
 	}
 	if n == 1 {
 		s.Stats.Releases.Add(1)
@@ -287,7 +291,7 @@ func (s *Scheduler) Reap(ctx context.Context, limit int) ([]string, error) {
 	}
 	ids, err := reapScript.Run(ctx, s.rdb, s.keys(), s.auditFlag(), limit, s.cfg.Prefix+"q:").StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("scheduler: reap: %w", err)
+		return nil, fmt.Errorf("scheduler: reap: %w: %w", ErrUnavailable, err)
 	}
 	s.Stats.Reaped.Add(int64(len(ids)))
 	return ids, nil
@@ -311,7 +315,7 @@ func (s *Scheduler) Lookup(ctx context.Context, id string) (State, error) {
 	q := pipe.ZScore(ctx, s.cfg.Prefix+"q:"+ns, id)
 	_, err := pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return StateUnknown, fmt.Errorf("scheduler: lookup %s: %w", id, err)
+		return StateUnknown, fmt.Errorf("scheduler: lookup %s: %w: %w", id, ErrUnavailable, err)
 	}
 	if inf.Err() == nil {
 		return StateInflight, nil
@@ -320,6 +324,35 @@ func (s *Scheduler) Lookup(ctx context.Context, id string) (State, error) {
 		return StateQueued, nil
 	}
 	return StateUnknown, nil
+}
+
+// LookupMany is Lookup for many challenges in one round trip (a pipeline),
+// in the order of ids.
+func (s *Scheduler) LookupMany(ctx context.Context, ids []string) ([]State, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	inf := make([]*redis.FloatCmd, len(ids))
+	q := make([]*redis.FloatCmd, len(ids))
+	for i, id := range ids {
+		ns, _, _ := strings.Cut(id, "/")
+		inf[i] = pipe.ZScore(ctx, s.key("inflight"), id)
+		q[i] = pipe.ZScore(ctx, s.cfg.Prefix+"q:"+ns, id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("scheduler: lookup %d challenges: %w: %w", len(ids), ErrUnavailable, err)
+	}
+	out := make([]State, len(ids))
+	for i := range ids {
+		switch {
+		case inf[i].Err() == nil:
+			out[i] = StateInflight
+		case q[i].Err() == nil:
+			out[i] = StateQueued
+		}
+	}
+	return out, nil
 }
 
 // Counts reports the backlog length and the number of leases.
@@ -333,7 +366,7 @@ func (s *Scheduler) Counts(ctx context.Context) (backlog, inflight int64, err er
 		return nil
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("scheduler: counts: %w", err)
+		return 0, 0, fmt.Errorf("scheduler: counts: %w: %w", ErrUnavailable, err)
 	}
 	inflight, backlog = inf.Val(), meta.Val()
 	return backlog - inflight, inflight, nil

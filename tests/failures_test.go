@@ -1,13 +1,14 @@
 package tests
 
 import (
-	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/dev"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/messages"
 )
 
@@ -106,18 +107,13 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	waitQueueDrained(t, ctx, env)
 }
 
-// eventually polls cond every 20ms until it holds or timeout passes.
+// eventually polls cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("condition not met within %s", timeout)
-		case <-tick.C:
+	stacktest.Eventually(t, timeout, func() error {
+		if cond() {
+			return nil
 		}
-	}
+		return errors.New("condition not met")
+	})
 }

@@ -121,7 +121,7 @@ func checkAudit(t *testing.T, ctx context.Context, env *dev.Env, rdb *redis.Clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := replayAudit(evs, limit, doneChallenges(chs))
+	rep := replayAudit(evs, limit, doneChallenges(evs, chs))
 	for _, v := range rep.violations {
 		t.Error(v)
 	}

@@ -6,8 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync"
@@ -32,7 +30,7 @@ type acmeCache struct {
 
 type cachedClient struct {
 	uri    string
-	client *acme.Client
+	client *acmeclient.Client
 }
 
 func newACMECache(st *store.Store, observe acmeclient.Observer) *acmeCache {
@@ -83,7 +81,7 @@ type cachedIssuer struct {
 }
 
 // client returns the client of a Ready issuer.
-func (c *acmeCache) client(ctx context.Context, ns string, ref messages.IssuerRef) (*acme.Client, *messages.Issuer, error) {
+func (c *acmeCache) client(ctx context.Context, ns string, ref messages.IssuerRef) (*acmeclient.Client, *messages.Issuer, error) {
 	iss, err := c.issuer(ctx, ns, ref.Name)
 	if err != nil {
 		return nil, nil, err
@@ -158,30 +156,6 @@ func ensureAccountKey(ctx context.Context, st *store.Store, iss *messages.Issuer
 		return nil, err
 	}
 	return k, nil
-}
-
-func marshalKeyPEM(k crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, fmt.Errorf("marshal private key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-func parseKeyPEM(b []byte) (crypto.Signer, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, errors.New("private key: no PEM block")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("private key: %w", err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, errors.New("private key: not a signer")
-	}
-	return s, nil
 }
 
 // register registers (or finds) the account of iss at its CA.

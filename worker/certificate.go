@@ -3,312 +3,591 @@ package worker
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
+	"time"
 
+	"github.com/acmeq/acmeq/internal/acmeclient"
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 )
 
-// generateKey makes a private key as the Certificate's spec.privateKey says:
-// ECDSA P-256 by default, P-384, or RSA 2048/3072/4096.
-func generateKey(spec *messages.PrivateKeySpec) (crypto.Signer, error) {
-	alg, size := messages.KeyAlgorithmECDSA, 0
-	if spec != nil {
-		if spec.Algorithm != "" {
-			alg = spec.Algorithm
-		}
-		size = spec.Size
-	}
-	switch alg {
-	case messages.KeyAlgorithmECDSA:
-		switch size {
-		case 0, 256:
-			return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		case 384:
-			return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-		}
-	case messages.KeyAlgorithmRSA:
-		switch size {
-		case 0:
-			return rsa.GenerateKey(rand.Reader, 2048)
-		case 2048, 3072, 4096:
-			return rsa.GenerateKey(rand.Reader, size)
-		}
-	}
-	return nil, fmt.Errorf("spec.privateKey: unsupported algorithm %q size %d", alg, size)
+// RequestName is the CertificateRequest of a Certificate's revision,
+// shortened with a hash when too long (messages.DerivedName).
+func RequestName(cert string, revision int) string {
+	return messages.DerivedName(cert, "-"+strconv.Itoa(revision))
 }
-
-// makeCSR returns a PEM CSR for the certificate's names.
-func makeCSR(key crypto.Signer, spec messages.CertificateSpec) ([]byte, error) {
-	tmpl := &x509.CertificateRequest{DNSNames: spec.DNSNames}
-	if spec.CommonName != "" {
-		tmpl.Subject = pkix.Name{CommonName: spec.CommonName}
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		return nil, fmt.Errorf("create CSR: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
-}
-
-// RequestName is the CertificateRequest of a Certificate's revision.
-func RequestName(cert string, revision int) string { return cert + "-" + strconv.Itoa(revision) }
 
 // nextKeySecretName holds the private key of a revision until issuance.
 func nextKeySecretName(cert string, revision int) string {
-	return cert + "-" + strconv.Itoa(revision) + "-key"
+	return messages.DerivedName(cert, "-"+strconv.Itoa(revision)+"-key")
 }
 
-// Certificate condition messages.
+// labelSpecHash records on a CertificateRequest the spec hash of the
+// Certificate it was made for.
+const labelSpecHash = "acmeq.io/spec-hash"
+
+// Certificate condition and event messages, as cert-manager's.
 const (
-	msgIssuingNew     = "Issuing certificate as Secret does not exist"
-	msgIssuingChanged = "Issuing certificate as Secret does not match the Certificate spec"
-	msgIssuingRetry   = "Issuing certificate as the previous request failed"
-	msgIssued         = "Certificate is up to date and has not expired"
-	msgIssuedEvent    = "The certificate has been successfully issued"
+	msgIssued      = "Certificate is up to date and has not expired"
+	msgIssuedEvent = "The certificate has been successfully issued"
+	msgFailedFmt   = "The certificate request has failed to complete and will be retried: %s"
 )
 
-// reconcileCertificate drives a Certificate: when it has no request for
-// its current spec, it generates a key (once per revision) and creates the
-// CertificateRequest; when the request is issued, it writes the Secret and
-// sets Ready.
-func (w *Worker) reconcileCertificate(ctx context.Context, t messages.Transition, delivered uint64) (Outcome, error) {
+// certRun is one handling of a Certificate message.
+type certRun struct {
+	w    *Worker
+	cert *messages.Certificate
+	now  time.Time
+	ref  messages.ObjectReference
+}
+
+func (r *certRun) ns() string   { return r.cert.Metadata.Namespace }
+func (r *certRun) name() string { return r.cert.Metadata.Name }
+
+// setCondition sets a condition of the Certificate (not yet written).
+func (r *certRun) setCondition(typ string, status messages.ConditionStatus, reason, msg string) {
+	messages.SetCondition(&r.cert.Status.Conditions, messages.Condition{Type: typ, Status: status, Reason: reason, Message: msg}, r.now)
+}
+
+// commit is the one guarded write of the Certificate's status.
+func (r *certRun) commit(ctx context.Context) error {
+	if err := r.w.store.Update(ctx, r.cert); err != nil {
+		return err
+	}
+	progress(ctx)
+	return nil
+}
+
+// reconcileCertificate keeps a Certificate issued: it stores the outcome of
+// the request in progress, or decides (decide, the trigger policy) whether a
+// new request is due — first issuance, spec change, renewal, expiry, manual
+// renewal — or backed off, and schedules its next wake-up (renewal time,
+// expiry, ARI check, end of back-off) as a durable message schedule.
+func (w *Worker) reconcileCertificate(ctx context.Context, t messages.Transition) (Outcome, error) {
 	cert := &messages.Certificate{}
 	if err := w.store.Get(ctx, t.Namespace, t.Name, cert); err != nil {
 		return Done(), err
 	}
-	ns := cert.Metadata.Namespace
-	var cr *messages.CertificateRequest
-	if cert.Status.Revision > 0 {
-		cr = &messages.CertificateRequest{}
-		err := w.store.Get(ctx, ns, RequestName(cert.Metadata.Name, cert.Status.Revision), cr)
-		if errors.Is(err, store.ErrNotFound) {
-			cr = nil
-		} else if err != nil {
-			return Done(), err
-		}
+	r := &certRun{w: w, cert: cert, now: w.cfg.Now().UTC(),
+		ref: messages.ObjectReference{Kind: messages.KindCertificate, Namespace: cert.Metadata.Namespace, Name: cert.Metadata.Name}}
+	next, err := r.nextRequest(ctx)
+	if err != nil || next != nil {
+		return r.inFlight(ctx, next, err)
+	}
+	f, err := r.facts(ctx)
+	if err != nil {
+		return Done(), err
+	}
+	d := decide(cert, f)
+	switch {
+	case d.issue != nil:
+		return r.issue(ctx, d.issue)
+	case d.blocked != nil:
+		r.setCondition(messages.ConditionReady, messages.ConditionFalse, d.blocked.reason, d.blocked.message)
+		return Done(), r.commit(ctx)
+	case !d.waitUntil.IsZero():
+		return r.backedOff(ctx, d.waitUntil)
+	}
+	return r.upToDate(ctx)
+}
+
+// nextRequest returns the request of the next revision, if one exists for
+// this Certificate (a request left by an earlier Certificate of the same
+// name is removed).
+func (r *certRun) nextRequest(ctx context.Context) (*messages.CertificateRequest, error) {
+	cr := &messages.CertificateRequest{}
+	err := r.w.store.Get(ctx, r.ns(), RequestName(r.name(), r.cert.Status.Revision+1), cr)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cr.Metadata.CreationTimestamp.Before(r.cert.Metadata.CreationTimestamp) {
+		return nil, r.w.deleteRequest(ctx, cr)
+	}
+	return cr, nil
+}
+
+// inFlight handles the request of the next revision: store what it issued,
+// record its failure, cancel it when the spec changed under it, or wait.
+func (r *certRun) inFlight(ctx context.Context, cr *messages.CertificateRequest, err error) (Outcome, error) {
+	if err != nil {
+		return Done(), err
 	}
 	switch {
-	case cr == nil || !sameNames(cr.Metadata.Labels[labelDNSNames], cert.Spec):
-		// No request for the current spec: issue. A failed request is not
-		// retried automatically here: the user applies again (a new
-		// revision), as with cert-manager's backoff after failure.
-		msg := msgIssuingNew
-		if cr != nil {
-			msg = msgIssuingChanged
-		}
-		return w.issue(ctx, cert, msg)
 	case messages.IsReady(cr.Status.Conditions):
-		return w.storeIssued(ctx, cert, cr)
+		return r.storeIssued(ctx, cr)
 	case cr.Status.FailureTime != nil:
-		c := messages.GetCondition(cr.Status.Conditions, messages.ConditionReady)
-		msg := "The CertificateRequest failed"
-		if c != nil {
-			msg = fmt.Sprintf("The certificate request has failed to complete and will be retried: %s", c.Message)
+		return r.recordFailure(ctx, cr)
+	case cr.Metadata.Labels[labelSpecHash] != specHash(r.cert.Spec):
+		// The spec changed while issuing: that request is of no use any
+		// more (cert-manager deletes it too); the next one is made now.
+		if err := r.w.deleteRequest(ctx, cr); err != nil {
+			return Done(), err
 		}
-		if cert.Status.LastFailureTime == nil {
-			cert.Status.LastFailureTime = cr.Status.FailureTime
-			messages.SetCondition(&cert.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionFalse, Reason: messages.ReasonFailed, Message: msg}, w.cfg.Now().UTC())
-			if err := w.store.Update(ctx, cert); err != nil {
-				return Done(), err
-			}
-			w.record(ctx, cert, messages.EventWarning, messages.ReasonFailed, msg)
-			return Done(), nil
+		return RetryAfter(0), nil
+	case messages.GetCondition(cr.Status.Conditions, messages.ConditionReady) == nil:
+		// It never ran (a crash between our write and the publish): send
+		// its first transition again; Nats-Msg-Id drops the duplicate.
+		return Done(), r.w.publish(ctx, messages.KindCertificateRequest, r.ns(), cr.Metadata.Name, messages.ActionCreated, "", incarnation(&cr.Metadata))
+	}
+	// In progress: the request wakes us when it is done.
+	return Done(), nil
+}
+
+// facts gathers what the trigger policy needs besides the Certificate.
+func (r *certRun) facts(ctx context.Context) (certFacts, error) {
+	w, st := r.w, r.cert.Status
+	f := certFacts{now: r.now, backoff: func(n int) time.Duration { return FailureBackoff(n, w.cfg.FailureBackoff, w.cfg.FailureBackoffMax) }}
+	if st.NotAfter != nil {
+		ok, err := w.store.Exists(ctx, messages.KindSecret, r.ns(), r.cert.Spec.SecretName)
+		if err != nil {
+			return f, err
 		}
-		// As cert-manager: a failed issuance is retried with a new request
-		// after a back-off. The resync sends the message that gets here
-		// once it is due; no message is held back meanwhile.
-		if w.cfg.Now().Sub(*cert.Status.LastFailureTime) >= w.cfg.FailedRetry {
-			return w.issue(ctx, cert, msgIssuingRetry)
+		f.secretExists = ok
+	}
+	if st.IssuedSpecHash != "" && st.IssuedSpecHash != specHash(r.cert.Spec) && st.Revision > 0 {
+		cr := &messages.CertificateRequest{}
+		if err := w.store.Get(ctx, r.ns(), RequestName(r.name(), st.Revision), cr); err == nil {
+			f.issuedRequest = cr
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return f, err
+		}
+	}
+	if st.FailedIssuanceAttempts > 0 {
+		// The failed request is kept as the next revision until the retry
+		// replaces it; a Certificate whose spec changed since is retried
+		// at once.
+		cr := &messages.CertificateRequest{}
+		if err := w.store.Get(ctx, r.ns(), RequestName(r.name(), st.Revision+1), cr); err == nil {
+			f.failedHash = cr.Metadata.Labels[labelSpecHash]
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// recordFailure notes a failed request once: attempts, failure time, the
+// Issuing condition and a Warning event; the retry is scheduled after the
+// back-off. The failed request stays until the retry replaces it.
+func (r *certRun) recordFailure(ctx context.Context, cr *messages.CertificateRequest) (Outcome, error) {
+	st := &r.cert.Status
+	if st.LastFailureTime != nil && !st.LastFailureTime.Before(*cr.Status.FailureTime) {
+		// Recorded; this is the retry, due after the back-off.
+		return r.retryFailed(ctx, cr)
+	}
+	msg := "The CertificateRequest failed"
+	if c := messages.GetCondition(cr.Status.Conditions, messages.ConditionReady); c != nil {
+		msg = fmt.Sprintf(msgFailedFmt, c.Message)
+	}
+	st.FailedIssuanceAttempts++
+	st.LastFailureTime = cr.Status.FailureTime
+	st.NextPrivateKeySecretName = ""
+	r.setCondition(ConditionIssuing, messages.ConditionFalse, messages.ReasonFailed, msg)
+	if st.NotAfter == nil {
+		r.setCondition(messages.ConditionReady, messages.ConditionFalse, messages.ReasonFailed, msg)
+	}
+	if err := r.commit(ctx); err != nil {
+		return Done(), err
+	}
+	r.w.record(ctx, r.cert, messages.EventWarning, messages.ReasonFailed, msg)
+	return Done(), r.schedule(ctx, st.LastFailureTime.Add(FailureBackoff(st.FailedIssuanceAttempts, r.w.cfg.FailureBackoff, r.w.cfg.FailureBackoffMax)))
+}
+
+// retryFailed runs the trigger policy on a recorded failure: once the
+// back-off has passed (or the spec changed, or a renewal was asked for) the
+// failed request is removed and a new one made under its name.
+func (r *certRun) retryFailed(ctx context.Context, cr *messages.CertificateRequest) (Outcome, error) {
+	f, err := r.facts(ctx)
+	if err != nil {
+		return Done(), err
+	}
+	d := decide(r.cert, f)
+	if d.issue == nil {
+		if !d.waitUntil.IsZero() {
+			return r.backedOff(ctx, d.waitUntil)
 		}
 		return Done(), nil
 	}
-	// In progress: the request wakes us when it is done. If it never ran
-	// (a crash between our status write and the publish), send its first
-	// transition again; Nats-Msg-Id drops the duplicate otherwise.
-	if messages.GetCondition(cr.Status.Conditions, messages.ConditionReady) == nil {
-		return Done(), w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name, Action: messages.ActionCreated}, incarnation(&cr.Metadata))
+	if err := r.w.deleteRequest(ctx, cr); err != nil {
+		return Done(), err
+	}
+	return r.issue(ctx, d.issue)
+}
+
+// backedOff waits for the end of the failure back-off: Ready says Expired
+// once the certificate in the Secret has expired meanwhile.
+func (r *certRun) backedOff(ctx context.Context, until time.Time) (Outcome, error) {
+	st := &r.cert.Status
+	if st.NotAfter != nil && due(*st.NotAfter, r.now) {
+		r.setCondition(messages.ConditionReady, messages.ConditionFalse, reasonExpired, fmt.Sprintf("Certificate expired on %s", st.NotAfter.Format(time.RFC1123)))
+		if err := r.commit(ctx); err != nil {
+			return Done(), err
+		}
+	}
+	at := until
+	if st.NotAfter != nil && st.NotAfter.After(r.now) && st.NotAfter.Before(at) {
+		at = *st.NotAfter
+	}
+	return Done(), r.schedule(ctx, at)
+}
+
+// upToDate: the Secret serves the spec. Ready is True, the CA's ARI window
+// is checked when due, and the next wake-up is scheduled.
+func (r *certRun) upToDate(ctx context.Context) (Outcome, error) {
+	st := &r.cert.Status
+	changed := false
+	if ri := st.RenewalInfo; ri != nil && due(ri.NextCheck, r.now) {
+		changed = r.refreshARI(ctx) || changed
+		if st.RenewalTime != nil && due(*st.RenewalTime, r.now) {
+			// The CA moved the window earlier (e.g. a mass revocation).
+			return r.issue(ctx, &trigger{reason: reasonRenewing, renewal: true,
+				message: fmt.Sprintf("Renewing certificate as renewal was scheduled at %s", st.RenewalTime.Format(time.RFC3339))})
+		}
+	}
+	if !messages.IsReady(st.Conditions) {
+		r.setCondition(messages.ConditionReady, messages.ConditionTrue, messages.ReasonReady, msgIssued)
+		changed = true
+	}
+	if changed {
+		if err := r.commit(ctx); err != nil {
+			return Done(), err
+		}
+	}
+	if at, ok := nextWake(*st); ok {
+		return Done(), r.schedule(ctx, at)
 	}
 	return Done(), nil
 }
 
-// labelDNSNames records on a CertificateRequest the names it was made for,
-// so a spec change is seen without parsing the CSR.
-const labelDNSNames = "acmeq.io/dns-names"
-
-func namesLabel(spec messages.CertificateSpec) string {
-	names := slices.Clone(spec.DNSNames)
-	slices.Sort(names)
-	s := spec.CommonName + "|"
-	for i, n := range names {
-		if i > 0 {
-			s += ","
-		}
-		s += n
+// schedule asks for a wake-up at at (at least minTimerDelay ahead): one
+// pending schedule per Certificate, replaced by every new one.
+func (r *certRun) schedule(ctx context.Context, at time.Time) error {
+	if min := r.now.Add(minTimerDelay); at.Before(min) {
+		at = min
 	}
-	return s
+	return r.w.bus.Schedule(ctx, messages.Transition{Kind: messages.KindCertificate, Namespace: r.ns(), Name: r.name(), Action: messages.ActionTimer}, at)
 }
 
-func sameNames(label string, spec messages.CertificateSpec) bool { return label == namesLabel(spec) }
-
-// issue starts revision N+1: key (once), CertificateRequest (once), status.
-func (w *Worker) issue(ctx context.Context, cert *messages.Certificate, why string) (Outcome, error) {
-	ns, name := cert.Metadata.Namespace, cert.Metadata.Name
-	rev := cert.Status.Revision + 1
-	// Requests left by an earlier Certificate of the same name (deleted,
-	// then applied again) are history, not ours: skip their revisions.
-	for {
-		old := &messages.CertificateRequest{}
-		err := w.store.Get(ctx, ns, RequestName(name, rev), old)
-		if errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if err != nil {
-			return Done(), err
-		}
-		if !old.Metadata.CreationTimestamp.Before(cert.Metadata.CreationTimestamp) {
-			break
-		}
-		rev++
+// issue starts the next revision: claims the Secret, makes (or reuses) the
+// key, creates the CertificateRequest and records why.
+func (r *certRun) issue(ctx context.Context, why *trigger) (Outcome, error) {
+	w, cert := r.w, r.cert
+	ns, name := r.ns(), r.name()
+	if err := w.store.ClaimSecret(ctx, ns, cert.Spec.SecretName, r.ref); err != nil {
+		return r.secretConflict(ctx, err)
 	}
-	crName := RequestName(name, rev)
-	keyName := nextKeySecretName(name, rev)
-	owner := &messages.ObjectReference{Kind: messages.KindCertificate, Namespace: ns, Name: name}
-
-	// The key of a revision is created once (Create semantics): a
-	// redelivered message reuses it, so the CSR always matches the key.
-	var key crypto.Signer
-	data, err := w.store.GetSecret(ctx, ns, keyName)
-	generated := false
-	switch {
-	case err == nil:
-		key, err = parseKeyPEM(data[messages.SecretTLSKey])
-		if err != nil {
-			return Done(), fmt.Errorf("certificate %s/%s: %w", ns, name, err)
-		}
-	case errors.Is(err, store.ErrNotFound):
-		key, err = generateKey(cert.Spec.PrivateKey)
-		if err != nil {
-			return Poison(fmt.Sprintf("certificate %s/%s: %v", ns, name, err)), nil
-		}
-		pemKey, err := marshalKeyPEM(key)
-		if err != nil {
-			return Done(), err
-		}
-		if err := w.store.CreateSecret(ctx, ns, keyName, map[string][]byte{messages.SecretTLSKey: pemKey}, owner); err != nil {
-			// ErrExists: another worker won; redeliver and use its key.
-			return Done(), fmt.Errorf("certificate %s/%s: store private key: %w", ns, name, errors.Join(err, store.ErrConflict))
-		}
-		generated = true
-	default:
+	rev := cert.Status.Revision + 1
+	crName, keyName := RequestName(name, rev), nextKeySecretName(name, rev)
+	key, generated, err := r.nextKey(ctx, keyName)
+	if err != nil {
 		return Done(), err
 	}
 	csr, err := makeCSR(key, cert.Spec)
 	if err != nil {
 		return Done(), fmt.Errorf("certificate %s/%s: %w", ns, name, err)
 	}
+	labels := map[string]string{labelSpecHash: specHash(cert.Spec)}
+	for k, v := range cert.Metadata.Labels {
+		labels[k] = v
+	}
 	cr := &messages.CertificateRequest{
-		Metadata: messages.ObjectMeta{Name: crName, Namespace: ns, OwnerReference: owner,
-			Labels: map[string]string{labelDNSNames: namesLabel(cert.Spec)}},
-		Spec: messages.CertificateRequestSpec{Request: string(csr), IssuerRef: cert.Spec.IssuerRef},
+		Metadata: messages.ObjectMeta{Name: crName, Namespace: ns, Labels: labels, OwnerReference: &r.ref},
+		Spec:     messages.CertificateRequestSpec{Request: string(csr), IssuerRef: cert.Spec.IssuerRef, Duration: cert.Spec.Duration},
+	}
+	if why.renewal && cert.Status.RenewalInfo != nil {
+		cr.Spec.Replaces = cert.Status.RenewalInfo.CertID
 	}
 	created := true
 	if err := w.store.Create(ctx, cr); errors.Is(err, store.ErrExists) {
 		created = false
+		if err := w.store.Get(ctx, ns, crName, cr); err != nil {
+			return Done(), err
+		}
 	} else if err != nil {
 		return Done(), err
 	}
-	now := w.cfg.Now().UTC()
-	cert.Status.Revision = rev
 	cert.Status.NextPrivateKeySecretName = keyName
-	cert.Status.LastFailureTime = nil
-	reason := messages.ReasonDoesNotExist
-	messages.SetCondition(&cert.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionFalse, Reason: reason, Message: why}, now)
-	if err := w.store.Update(ctx, cert); err != nil {
+	r.setCondition(ConditionIssuing, messages.ConditionTrue, why.reason, why.message)
+	if why.notReady {
+		r.setCondition(messages.ConditionReady, messages.ConditionFalse, why.reason, why.message)
+	}
+	if err := r.commit(ctx); err != nil {
 		return Done(), err
 	}
-	w.record(ctx, cert, messages.EventNormal, messages.ReasonIssuing, why)
+	w.record(ctx, cert, messages.EventNormal, messages.ReasonIssuing, why.message)
 	if generated {
 		w.record(ctx, cert, messages.EventNormal, messages.ReasonGenerated, fmt.Sprintf("Stored new private key in temporary Secret resource %q", keyName))
 	}
 	if created {
 		w.record(ctx, cert, messages.EventNormal, messages.ReasonRequested, fmt.Sprintf("Created new CertificateRequest resource %q", crName))
 	}
-	if err := w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: crName, Action: messages.ActionCreated}, incarnation(&cr.Metadata)); err != nil {
+	return Done(), w.publish(ctx, messages.KindCertificateRequest, ns, crName, messages.ActionCreated, "", incarnation(&cr.Metadata))
+}
+
+// nextKey returns the private key of the next revision, stored once in a
+// temporary Secret (Create semantics: a redelivered message reuses it, so
+// the CSR always matches the key). With rotationPolicy Never the key of the
+// Secret is kept while it matches spec.privateKey.
+func (r *certRun) nextKey(ctx context.Context, keyName string) (crypto.Signer, bool, error) {
+	w, ns := r.w, r.ns()
+	data, err := w.store.GetSecret(ctx, ns, keyName)
+	if err == nil {
+		k, err := parseKeyPEM(data[messages.SecretTLSKey])
+		return k, false, err
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, false, err
+	}
+	key, generated := r.reusableKey(ctx), false
+	if key == nil {
+		if key, err = generateKey(r.cert.Spec.PrivateKey); err != nil {
+			return nil, false, fmt.Errorf("certificate %s/%s: %w", ns, r.name(), err)
+		}
+		generated = true
+	}
+	pemKey, err := marshalKeyPEM(key)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := w.store.CreateSecret(ctx, ns, keyName, map[string][]byte{messages.SecretTLSKey: pemKey}, &r.ref); err != nil {
+		// ErrExists: another worker won; redeliver and use its key.
+		return nil, false, fmt.Errorf("certificate %s/%s: store private key: %w", ns, r.name(), errors.Join(err, store.ErrConflict))
+	}
+	return key, generated, nil
+}
+
+// reusableKey is the Secret's key when rotationPolicy is Never and it
+// still matches spec.privateKey; nil otherwise.
+func (r *certRun) reusableKey(ctx context.Context) crypto.Signer {
+	pk := r.cert.Spec.PrivateKey
+	if pk == nil || pk.RotationPolicy != messages.RotationPolicyNever || r.cert.Status.NotAfter == nil {
+		return nil
+	}
+	data, err := r.w.store.GetSecret(ctx, r.ns(), r.cert.Spec.SecretName)
+	if err != nil {
+		return nil
+	}
+	key, err := parseKeyPEM(data[messages.SecretTLSKey])
+	if err != nil || keyMismatch(key.Public(), pk) != nil {
+		return nil
+	}
+	return key
+}
+
+// secretConflict fails a Certificate whose Secret belongs to another
+// resource: nothing is written, and it is not retried until the spec
+// changes.
+func (r *certRun) secretConflict(ctx context.Context, err error) (Outcome, error) {
+	if !errors.Is(err, store.ErrOwned) {
 		return Done(), err
 	}
+	msg := fmt.Sprintf("Secret %q was not written: %v. If this message is not transient, two resources name the same Secret: change spec.secretName", r.cert.Spec.SecretName, errors.Unwrap(err))
+	if c := messages.GetCondition(r.cert.Status.Conditions, messages.ConditionReady); c != nil && c.Reason == reasonIncorrectCert && c.Message == msg {
+		return Done(), nil
+	}
+	r.setCondition(messages.ConditionReady, messages.ConditionFalse, reasonIncorrectCert, msg)
+	r.cert.Status.NextPrivateKeySecretName = ""
+	if c := messages.GetCondition(r.cert.Status.Conditions, ConditionIssuing); c != nil {
+		r.setCondition(ConditionIssuing, messages.ConditionFalse, reasonIncorrectCert, msg)
+	}
+	if err := r.commit(ctx); err != nil {
+		return Done(), err
+	}
+	r.w.record(ctx, r.cert, messages.EventWarning, reasonIncorrectCert, msg)
 	return Done(), nil
 }
 
-// storeIssued writes spec.secretName from the request's certificate and the
-// revision's key, and sets the Certificate Ready.
-func (w *Worker) storeIssued(ctx context.Context, cert *messages.Certificate, cr *messages.CertificateRequest) (Outcome, error) {
-	ns, name := cert.Metadata.Namespace, cert.Metadata.Name
-	if messages.IsReady(cert.Status.Conditions) && cert.Status.NextPrivateKeySecretName == "" {
-		return Done(), nil
-	}
-	chain, err := w.store.GetSecret(ctx, ns, cr.Metadata.Name)
+// storeIssued writes the Secret from the request's chain and the
+// revision's key — replacing the previous certificate in one write, so the
+// Secret always holds a valid one — and records the new certificate:
+// revision, validity, renewal time (ARI when the CA offers it), Ready.
+func (r *certRun) storeIssued(ctx context.Context, cr *messages.CertificateRequest) (Outcome, error) {
+	w, cert := r.w, r.cert
+	ns := r.ns()
+	rev := cert.Status.Revision + 1
+	out, leaf, err := r.issuedSecret(ctx, cr, rev)
 	if err != nil {
-		return Done(), fmt.Errorf("certificate %s/%s: read issued chain: %w", ns, name, err)
-	}
-	keyName := nextKeySecretName(name, cert.Status.Revision)
-	keyData, err := w.store.GetSecret(ctx, ns, keyName)
-	if errors.Is(err, store.ErrNotFound) {
-		// Already moved into the Secret by an earlier delivery.
-		keyData, err = w.store.GetSecret(ctx, ns, secretName(cert))
-	}
-	if err != nil {
-		return Done(), fmt.Errorf("certificate %s/%s: read private key: %w", ns, name, err)
-	}
-	leaf, err := parseLeaf(chain[messages.SecretTLSCert])
-	if err != nil {
-		return Done(), fmt.Errorf("certificate %s/%s: %w", ns, name, err)
-	}
-	out := map[string][]byte{messages.SecretTLSCert: chain[messages.SecretTLSCert], messages.SecretTLSKey: keyData[messages.SecretTLSKey]}
-	if ca := chain[messages.SecretCACert]; len(ca) > 0 {
-		out[messages.SecretCACert] = ca
-	}
-	owner := &messages.ObjectReference{Kind: messages.KindCertificate, Namespace: ns, Name: name}
-	if err := w.store.PutSecret(ctx, ns, secretName(cert), out, owner); err != nil {
 		return Done(), err
 	}
+	if err := w.store.ClaimSecret(ctx, ns, cert.Spec.SecretName, r.ref); err != nil {
+		return r.secretConflict(ctx, err)
+	}
+	if err := w.store.PutSecret(ctx, ns, cert.Spec.SecretName, out, &r.ref); err != nil {
+		return Done(), err
+	}
+	st := &cert.Status
 	nb, na := leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
-	cert.Status.NotBefore, cert.Status.NotAfter = &nb, &na
-	cert.Status.NextPrivateKeySecretName = ""
-	cert.Status.LastFailureTime = nil
-	messages.SetCondition(&cert.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionTrue, Reason: messages.ReasonReady, Message: msgIssued}, w.cfg.Now().UTC())
-	if err := w.store.Update(ctx, cert); err != nil {
+	rt := RenewalTime(nb, na, cert.Spec)
+	st.Revision, st.NotBefore, st.NotAfter, st.RenewalTime = rev, &nb, &na, &rt
+	st.SerialNumber = leaf.SerialNumber.Text(16)
+	st.IssuedSpecHash = cr.Metadata.Labels[labelSpecHash]
+	st.NextPrivateKeySecretName, st.LastFailureTime, st.FailedIssuanceAttempts, st.Revocation = "", nil, 0, nil
+	st.RenewalInfo = nil
+	if id, err := acmeclient.CertID(leaf); err == nil {
+		st.RenewalInfo = &messages.RenewalInfo{CertID: id, NextCheck: r.now}
+		r.refreshARI(ctx)
+	}
+	r.setCondition(messages.ConditionReady, messages.ConditionTrue, messages.ReasonReady, msgIssued)
+	removeCondition(&st.Conditions, ConditionIssuing)
+	if err := r.commit(ctx); err != nil {
 		return Done(), err
 	}
 	w.record(ctx, cert, messages.EventNormal, messages.ReasonIssued, msgIssuedEvent)
-	// The temporary key is now in the Secret.
-	if err := w.store.Delete(ctx, messages.KindSecret, ns, keyName); err != nil {
-		logger(ctx).Warn("delete temporary key secret", "secret", keyName, "err", err)
+	if at, ok := nextWake(*st); ok {
+		if err := r.schedule(ctx, at); err != nil {
+			return Done(), err
+		}
 	}
+	r.cleanUpAfterIssue(ctx, rev)
 	return Done(), nil
 }
 
-func secretName(cert *messages.Certificate) string {
-	if cert.Spec.SecretName != "" {
-		return cert.Spec.SecretName
+// issuedSecret builds the Secret data of an issued request: the chain, and
+// the revision's key encoded as spec.privateKey.encoding asks, checked to
+// match the certificate.
+func (r *certRun) issuedSecret(ctx context.Context, cr *messages.CertificateRequest, rev int) (map[string][]byte, *x509.Certificate, error) {
+	w, ns, name := r.w, r.ns(), r.name()
+	chain, err := w.store.GetSecret(ctx, ns, cr.Metadata.Name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s/%s: read issued chain: %w", ns, name, err)
 	}
-	return cert.Metadata.Name
+	keyData, err := w.store.GetSecret(ctx, ns, nextKeySecretName(name, rev))
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s/%s: read private key of revision %d: %w", ns, name, rev, err)
+	}
+	key, err := parseKeyPEM(keyData[messages.SecretTLSKey])
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s/%s: %w", ns, name, err)
+	}
+	leaf, err := parseLeaf(chain[messages.SecretTLSCert])
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s/%s: %w", ns, name, err)
+	}
+	if !publicKeysEqual(leaf.PublicKey, key.Public()) {
+		// Never write a mismatched pair.
+		return nil, nil, fmt.Errorf("certificate %s/%s: the issued certificate of %s does not match the key of revision %d", ns, name, cr.Metadata.Name, rev)
+	}
+	var enc string
+	if pk := r.cert.Spec.PrivateKey; pk != nil {
+		enc = pk.Encoding
+	}
+	keyPEM, err := marshalKey(key, enc)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string][]byte{messages.SecretTLSCert: chain[messages.SecretTLSCert], messages.SecretTLSKey: keyPEM}
+	if ca := chain[messages.SecretCACert]; len(ca) > 0 {
+		out[messages.SecretCACert] = ca
+	}
+	return out, leaf, nil
 }
 
-func parseLeaf(chainPEM []byte) (*x509.Certificate, error) {
-	blk, _ := pem.Decode(chainPEM)
-	if blk == nil {
-		return nil, errors.New("issued chain holds no PEM certificate")
+// refreshARI fetches the CA's renewal window for the certificate and moves
+// the renewal time into it when it is not there; it reports whether the
+// status changed. A CA without ARI drops the RenewalInfo; a failed fetch is
+// retried after ARIRetry.
+func (r *certRun) refreshARI(ctx context.Context) bool {
+	st := &r.cert.Status
+	ri := st.RenewalInfo
+	cl, _, err := r.w.acme.client(ctx, r.ns(), r.cert.Spec.IssuerRef)
+	if err == nil {
+		var win *acmeclient.RenewalWindow
+		win, err = cl.RenewalInfo(ctx, ri.CertID)
+		if errors.Is(err, acmeclient.ErrNoARI) {
+			st.RenewalInfo = nil
+			return true
+		}
+		if err == nil {
+			progress(ctx)
+			ri.WindowStart, ri.WindowEnd, ri.ExplanationURL = win.Start.UTC(), win.End.UTC(), win.ExplanationURL
+			wait := win.RetryAfter
+			if wait <= 0 {
+				wait = r.w.cfg.ARIRetry
+			}
+			ri.NextCheck = r.now.Add(wait)
+			if st.RenewalTime == nil || st.RenewalTime.Before(ri.WindowStart) || !st.RenewalTime.Before(ri.WindowEnd) {
+				t := ARIRenewalTime(ri.WindowStart, ri.WindowEnd, st.SerialNumber)
+				st.RenewalTime = &t
+			}
+			return true
+		}
 	}
-	return x509.ParseCertificate(blk.Bytes)
+	logger(ctx).Info("ACME renewal info not fetched; asking again later", "err", err, "retry_in", r.w.cfg.ARIRetry)
+	ri.NextCheck = r.now.Add(r.w.cfg.ARIRetry)
+	return true
+}
+
+// cleanUpAfterIssue removes the temporary key and the history beyond
+// spec.revisionHistoryLimit. Failures are logged: the next issuance tries
+// again.
+func (r *certRun) cleanUpAfterIssue(ctx context.Context, rev int) {
+	w, ns := r.w, r.ns()
+	ctx = context.WithoutCancel(ctx)
+	if err := w.store.Delete(ctx, messages.KindSecret, ns, nextKeySecretName(r.name(), rev)); err != nil {
+		logger(ctx).Warn("delete temporary key secret", "err", err)
+	}
+	limit := messages.RevisionHistoryLimitDefault
+	if l := r.cert.Spec.RevisionHistoryLimit; l != nil && *l > 0 {
+		limit = *l
+	}
+	for old := rev - limit; old >= 1; old-- {
+		cr := &messages.CertificateRequest{}
+		err := w.store.Get(ctx, ns, RequestName(r.name(), old), cr)
+		if errors.Is(err, store.ErrNotFound) {
+			return // older ones were pruned before
+		}
+		if err == nil {
+			err = w.deleteRequest(ctx, cr)
+		}
+		if err != nil {
+			logger(ctx).Warn("prune certificate request history", "request", RequestName(r.name(), old), "err", err)
+			return
+		}
+	}
+}
+
+// deleteRequest removes a CertificateRequest with its Order and its issued
+// chain. The Order's challenges were removed when it became final; one
+// still working removes itself when done (see the challenge reconciler).
+func (w *Worker) deleteRequest(ctx context.Context, cr *messages.CertificateRequest) error {
+	ns := cr.Metadata.Namespace
+	if spec, err := orderSpecFor(cr); err == nil {
+		if err := w.store.Delete(ctx, messages.KindOrder, ns, OrderName(cr.Metadata.Name, spec)); err != nil {
+			return err
+		}
+	}
+	crRef := messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name}
+	if err := w.store.Delete(ctx, messages.KindSecret, ns, cr.Metadata.Name); err != nil {
+		return err
+	}
+	if err := w.store.ReleaseSecret(ctx, ns, cr.Metadata.Name, crRef); err != nil {
+		return err
+	}
+	return w.store.Delete(ctx, messages.KindCertificateRequest, ns, cr.Metadata.Name)
+}
+
+// putOwnedSecret claims a Secret for owner and writes it; a Secret of
+// another owner is never overwritten.
+func (w *Worker) putOwnedSecret(ctx context.Context, ns, name string, data map[string][]byte, owner messages.ObjectReference) error {
+	if err := w.store.ClaimSecret(ctx, ns, name, owner); err != nil {
+		return err
+	}
+	return w.store.PutSecret(ctx, ns, name, data, &owner)
+}
+
+// removeCondition drops the condition of type typ.
+func removeCondition(conds *[]messages.Condition, typ string) {
+	out := (*conds)[:0]
+	for _, c := range *conds {
+		if c.Type != typ {
+			out = append(out, c)
+		}
+	}
+	*conds = out
 }

@@ -20,19 +20,21 @@ import (
 // worker reading the resource knows the next step.
 type Phase string
 
-// The phases, in lifecycle order.
+// The phases, in lifecycle order, with the steps each runs (phaseSteps).
 const (
 	// PhaseQueued: waiting in the scheduler's backlog (processing=false).
+	// Step: schedule (once granted).
 	PhaseQueued Phase = "Queued"
-	// PhaseScheduled: granted a slot (processing=true); next: sync with
-	// the CA and present.
+	// PhaseScheduled: granted a slot (processing=true). Steps: sync with
+	// the CA, present.
 	PhaseScheduled Phase = "Scheduled"
-	// PhasePresented: presented=true; next: self-check, then accept.
+	// PhasePresented: presented=true. Steps: self-check, accept.
 	PhasePresented Phase = "Presented"
-	// PhaseAccepted: accepted at the CA; next: poll the authorization.
+	// PhaseAccepted: accepted at the CA. Step: wait for the authorization
+	// to be final (poll).
 	PhaseAccepted Phase = "Accepted"
-	// PhaseFinishing: a final state is known; next: clean up, set
-	// processing=false, release the slot and lock, wake the order.
+	// PhaseFinishing: a final state is known. Step: clean up; then
+	// processing=false, the slot and lock are released and the order woken.
 	PhaseFinishing Phase = "Finishing"
 	// PhaseDone: final and cleaned up.
 	PhaseDone Phase = "Done"
@@ -56,13 +58,15 @@ func ChallengePhase(s messages.ChallengeStatus) Phase {
 	}
 }
 
-// Challenge status transitions: each is a pure function of the status,
-// applied through one guarded (CAS) write by the handler.
+// Challenge status transitions: each is a pure function of the status that
+// moves it to the next phase (and starts that phase's attempt count at 0),
+// applied through the one guarded (CAS) write of challengeRun.commit.
 
 // transitionStart: queued -> scheduled.
 func transitionStart(s *messages.ChallengeStatus, now time.Time) {
 	s.Processing = true
 	s.ScheduledTime = &now
+	s.Attempts = 0
 }
 
 // transitionSynced: the CA already holds a final state for the
@@ -70,6 +74,7 @@ func transitionStart(s *messages.ChallengeStatus, now time.Time) {
 func transitionSynced(s *messages.ChallengeStatus, state messages.State, reason string) {
 	s.State = state
 	s.Reason = reason
+	s.Attempts = 0
 }
 
 // transitionPresented: scheduled -> presented.
@@ -77,6 +82,7 @@ func transitionPresented(s *messages.ChallengeStatus, typ string) {
 	s.Presented = true
 	s.State = messages.StatePending
 	s.Reason = fmt.Sprintf("Waiting for %s challenge propagation", strings.ToLower(typ))
+	s.Attempts = 0
 }
 
 // transitionAccepted: presented -> accepted.
@@ -84,25 +90,90 @@ func transitionAccepted(s *messages.ChallengeStatus, state messages.State) {
 	s.Accepted = true
 	s.State = state
 	s.Reason = ""
+	s.Attempts = 0
 }
 
-// transitionFinal: accepted -> final state copied from the authorization.
+// transitionFinal: any phase -> finishing, with the final state (the
+// authorization's, or errored).
 func transitionFinal(s *messages.ChallengeStatus, state messages.State, reason string) {
 	s.State = state
 	s.Reason = reason
+	s.Attempts = 0
 }
 
-// transitionFinished: final -> done (cleaned up, unscheduled).
+// transitionFinished: finishing -> done (cleaned up, unscheduled).
 func transitionFinished(s *messages.ChallengeStatus) {
 	s.Processing = false
 	s.Presented = false
+	s.Attempts = 0
 }
 
+// challengeRun is one handling of a Challenge message: the challenge whose
+// status the steps edit, the events that wait for the write that makes them
+// true, and what the steps share.
+type challengeRun struct {
+	w      *Worker
+	ch     *messages.Challenge
+	now    time.Time
+	fresh  bool // the order read the authorization moments ago
+	events []func()
+	cl     *acmeclient.Client
+	solver solvers.Solver
+}
+
+// event records an event once the next commit has succeeded.
+func (r *challengeRun) event(ctx context.Context, typ messages.EventType, reason, msg string) {
+	r.events = append(r.events, func() { r.w.record(ctx, r.ch, typ, reason, msg) })
+}
+
+// commit is the one guarded write: a compare-and-set of the status on the
+// revision read, then the events waiting for it.
+func (r *challengeRun) commit(ctx context.Context) error {
+	if err := r.w.store.Update(ctx, r.ch); err != nil {
+		return err
+	}
+	for _, f := range r.events {
+		f()
+	}
+	r.events = r.events[:0]
+	progress(ctx)
+	return nil
+}
+
+func (r *challengeRun) client(ctx context.Context) (*acmeclient.Client, error) {
+	if r.cl == nil {
+		cl, _, err := r.w.acme.client(ctx, r.ch.Metadata.Namespace, r.ch.Spec.IssuerRef)
+		if err != nil {
+			return nil, err
+		}
+		r.cl = cl
+	}
+	return r.cl, nil
+}
+
+// step is one piece of a phase's work. It edits the status through the
+// transition functions and says whether to go on in this delivery (next)
+// or what to do with the message.
+type step func(ctx context.Context, r *challengeRun) (next bool, out Outcome, err error)
+
+var phaseSteps = map[Phase][]step{
+	PhaseQueued:    {stepSchedule},
+	PhaseScheduled: {stepSync, stepPresent},
+	PhasePresented: {stepSelfCheck, stepAccept},
+	PhaseAccepted:  {stepWait},
+	PhaseFinishing: {stepCleanUp},
+}
+
+// proceed goes on with the next step in the same delivery.
+func proceed() (bool, Outcome, error) { return true, Outcome{}, nil }
+
+// stop ends the delivery with out.
+func stop(out Outcome, err error) (bool, Outcome, error) { return false, out, err }
+
 // reconcileChallenge advances a challenge as far as it can without
-// waiting, and returns a delayed retry where it must wait. Steps that follow
-// each other in one call share one status write (scheduled+presented,
-// final+cleaned up): a crash between them only repeats idempotent steps.
-func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, delivered uint64) (Outcome, error) {
+// waiting, running the steps of each phase in turn, and returns a delayed
+// retry where it must wait.
+func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition) (Outcome, error) {
 	ch := &messages.Challenge{}
 	if err := w.store.Get(ctx, t.Namespace, t.Name, ch); err != nil {
 		return Done(), err
@@ -110,11 +181,8 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 	id := scheduler.ChallengeID(ch.Metadata.Namespace, ch.Metadata.Name)
 	phase := ChallengePhase(ch.Status)
 	if phase == PhaseDone {
-		// Make sure the slot is free and the order heard (both idempotent).
-		if _, err := w.sched.Release(ctx, id); err != nil {
-			return Done(), err
-		}
-		return Done(), w.wakeOrder(ctx, ch)
+		// Make sure the slot is free and the order heard (idempotent).
+		return Done(), w.challengeDone(ctx, ch, id)
 	}
 	if phase != PhaseFinishing {
 		// Only a lease holder may progress a challenge.
@@ -131,174 +199,269 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition, 
 			return Done(), err
 		}
 	}
-	// Events wait for the write that makes them true.
-	var pending []func()
-	update := func() error {
-		if err := w.store.Update(ctx, ch); err != nil {
-			return err
-		}
-		for _, f := range pending {
-			f()
-		}
-		pending = pending[:0]
-		return nil
-	}
-	event := func(typ messages.EventType, reason, msg string) {
-		pending = append(pending, func() { w.record(ctx, ch, typ, reason, msg) })
-	}
-
 	now := w.cfg.Now().UTC()
-	if phase != PhaseQueued && phase != PhaseFinishing && ch.Status.ScheduledTime != nil && now.Sub(*ch.Status.ScheduledTime) > w.cfg.ChallengeTimeout {
-		transitionFinal(&ch.Status, messages.StateErrored, fmt.Sprintf("Challenge did not complete within %s (ACMEQ_CHALLENGE_TIMEOUT)", w.cfg.ChallengeTimeout))
-		event(messages.EventWarning, messages.ReasonTimedOut, ch.Status.Reason)
-		phase = PhaseFinishing
+	r := &challengeRun{w: w, ch: ch, now: now,
+		// The order read the authorization when it created this challenge:
+		// on a first scheduling soon after, syncing again would repeat it.
+		fresh: ch.Status.ScheduledTime == nil && now.Sub(ch.Metadata.CreationTimestamp) < time.Minute,
 	}
-	// The order read the authorization when it created this challenge: on
-	// a first scheduling soon after, syncing again would only repeat that.
-	freshAuthz := ch.Status.ScheduledTime == nil && now.Sub(ch.Metadata.CreationTimestamp) < time.Minute
-	if phase == PhaseQueued {
-		transitionStart(&ch.Status, now)
-		event(messages.EventNormal, messages.ReasonStarted, "Challenge scheduled for processing")
-		phase = PhaseScheduled
-	}
-	var cl *acme.Client
-	if phase == PhaseScheduled || phase == PhasePresented || phase == PhaseAccepted {
-		var err error
-		cl, _, err = w.acme.client(ctx, ch.Metadata.Namespace, ch.Spec.IssuerRef)
-		if err != nil {
-			return Done(), err
-		}
-	}
+	w.checkDeadline(ctx, r, phase)
 	solver, err := w.solverFor(ch)
-	if err != nil {
+	if err != nil && !ch.Status.State.Final() {
 		transitionFinal(&ch.Status, messages.StateErrored, err.Error())
-		phase = PhaseFinishing
+		r.event(ctx, messages.EventWarning, messages.ReasonFailedCheck, ch.Status.Reason)
 	}
+	r.solver = solver
+	return r.run(ctx, id)
+}
 
-	if phase == PhaseScheduled {
-		st := messages.StatePending
-		reason := ""
-		if !freshAuthz {
-			a, err := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
-			if err != nil {
-				return w.challengeACMEError(ctx, ch, update, "Failed to sync challenge with the ACME server", err, delivered)
-			}
-			st, reason = messages.State(a.Status), authzReason(a, ch.Spec.URL)
-		}
-		if st.Final() {
-			transitionSynced(&ch.Status, st, reason)
-			phase = PhaseFinishing
-		} else {
-			// Synced: the CA's state (pending) is recorded with the next
-			// write, whether presenting works or not.
-			ch.Status.State = st
-			if err := solver.Present(ctx, solverChallenge(ch)); err != nil {
-				msg := fmt.Sprintf("Error presenting challenge: %v", err)
-				if ch.Status.Reason != msg || len(pending) > 0 {
-					if ch.Status.Reason != msg {
-						event(messages.EventWarning, messages.ReasonPresentError, msg)
-					}
-					ch.Status.Reason = msg
-					if err := update(); err != nil {
-						return Done(), err
-					}
-				}
-				return RetryAfter(backoff(delivered)), nil
-			}
-			transitionPresented(&ch.Status, ch.Spec.Type)
-			event(messages.EventNormal, messages.ReasonPresented, fmt.Sprintf("Presented challenge using %s challenge mechanism", strings.ToLower(ch.Spec.Type)))
-			if err := update(); err != nil {
-				return Done(), err
-			}
-			phase = PhasePresented
-		}
+// checkDeadline fails a challenge processing for longer than
+// ChallengeTimeout, so it frees its slot.
+func (w *Worker) checkDeadline(ctx context.Context, r *challengeRun, phase Phase) {
+	s := &r.ch.Status
+	if phase == PhaseQueued || phase == PhaseFinishing || s.ScheduledTime == nil || r.now.Sub(*s.ScheduledTime) <= w.cfg.ChallengeTimeout {
+		return
 	}
+	transitionFinal(s, messages.StateErrored, fmt.Sprintf("Challenge did not complete within %s (ACMEQ_CHALLENGE_TIMEOUT)", w.cfg.ChallengeTimeout))
+	r.event(ctx, messages.EventWarning, messages.ReasonTimedOut, s.Reason)
+}
 
-	if phase == PhasePresented {
-		if checker, ok := solver.(solvers.SelfChecker); ok {
-			if err := checker.Check(ctx, solverChallenge(ch)); err != nil {
-				if isShutdown(ctx, err) {
-					return Done(), err
-				}
-				first := !strings.Contains(ch.Status.Reason, ": ")
-				// Users read cert-manager's words here, without our package prefix.
-				reason := fmt.Sprintf("Waiting for %s challenge propagation: %s", strings.ToLower(ch.Spec.Type), strings.TrimPrefix(err.Error(), "http01: "))
-				if ch.Status.Reason != reason {
-					ch.Status.Reason = reason
-					if err := update(); err != nil {
-						return Done(), err
-					}
-				}
-				// The first failure right after presenting is usually the
-				// responders' KV watch lagging by milliseconds: look once
-				// more soon, then keep cert-manager's fixed interval.
-				if first {
-					return RetryAfter(min(250*time.Millisecond, w.cfg.SelfCheckInterval)), nil
-				}
-				return RetryAfter(w.cfg.SelfCheckInterval), nil
+// maxPhases bounds one delivery: the lifecycle has five phases before
+// Done, so more means a step that does not move its phase (a bug).
+const maxPhases = 8
+
+// run applies the steps of each phase until one waits or the challenge is
+// done; then it releases the slot and wakes the order.
+func (r *challengeRun) run(ctx context.Context, id string) (Outcome, error) {
+	for range maxPhases {
+		phase := ChallengePhase(r.ch.Status)
+		if phase == PhaseDone {
+			return Done(), r.w.challengeDone(ctx, r.ch, id)
+		}
+		for _, s := range phaseSteps[phase] {
+			next, out, err := s(ctx, r)
+			if err != nil || !next {
+				return out, err
+			}
+			if ChallengePhase(r.ch.Status) != phase {
+				break
 			}
 		}
-		state, err := w.accept(ctx, cl, ch)
-		if err != nil {
-			return w.challengeACMEError(ctx, ch, update, "Error accepting challenge", err, delivered)
+		if ChallengePhase(r.ch.Status) == phase {
+			return Done(), fmt.Errorf("challenge %s: the steps of phase %s did not move it", id, phase)
 		}
-		transitionAccepted(&ch.Status, state)
-		if err := update(); err != nil {
-			return Done(), err
-		}
-		if !state.Final() {
-			// The CA validates now; asking at once would only find it
-			// still processing.
-			return RetryAfter(w.pollDelay(1)), nil
-		}
-		phase = PhaseAccepted
 	}
+	return Done(), fmt.Errorf("challenge %s: more than %d phases in one delivery", id, maxPhases)
+}
 
-	if phase == PhaseAccepted {
-		a, err := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
-		if err != nil {
-			return w.challengeACMEError(ctx, ch, update, "Error fetching authorization", err, delivered)
+// stepSchedule: the scheduler granted the challenge a slot.
+func stepSchedule(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
+	transitionStart(&r.ch.Status, r.now)
+	r.event(ctx, messages.EventNormal, messages.ReasonStarted, "Challenge scheduled for processing")
+	return proceed()
+}
+
+// stepSync reads the authorization at the CA: one that is already final
+// (valid from an earlier order, or expired) needs no presenting. Skipped
+// right after the order read it, and when retrying a failed present.
+func stepSync(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
+	if r.fresh || r.ch.Status.Attempts > 0 {
+		if r.ch.Status.State == "" {
+			r.ch.Status.State = messages.StatePending
 		}
-		st := messages.State(a.Status)
-		if !st.Final() {
-			return RetryAfter(w.pollDelay(delivered)), nil
-		}
-		transitionFinal(&ch.Status, st, authzReason(a, ch.Spec.URL))
-		if st == messages.StateValid {
-			event(messages.EventNormal, messages.ReasonDomainVerified, fmt.Sprintf("Domain %q verified with %q validation", ch.Spec.DNSName, strings.ToLower(ch.Spec.Type)))
-		} else {
-			event(messages.EventWarning, messages.ReasonFailedCheck, "Accepting challenge authorization failed: "+ch.Status.Reason)
-		}
-		phase = PhaseFinishing
+		return proceed()
 	}
+	cl, err := r.client(ctx)
+	if err != nil {
+		return stop(Done(), err)
+	}
+	a, err := cl.GetAuthorization(ctx, r.ch.Spec.AuthorizationURL)
+	if err != nil {
+		return r.acmeError(ctx, "Failed to sync challenge with the ACME server", err)
+	}
+	progress(ctx)
+	st := messages.State(a.Status)
+	if st.Final() {
+		transitionSynced(&r.ch.Status, st, authzReason(a, r.ch.Spec.URL))
+		return proceed()
+	}
+	// Recorded with the next write, whether presenting works or not.
+	r.ch.Status.State = st
+	return proceed()
+}
 
-	// PhaseFinishing: clean up, unschedule, free the slot, wake the order.
-	if ch.Status.Presented && solver != nil {
-		if err := solver.CleanUp(context.WithoutCancel(ctx), solverChallenge(ch)); err != nil {
-			event(messages.EventWarning, messages.ReasonCleanUpError, fmt.Sprintf("Error cleaning up challenge: %v", err))
-			if err := update(); err != nil {
-				return Done(), err
+// stepPresent presents the challenge with its solver.
+func stepPresent(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
+	s := &r.ch.Status
+	if err := r.solver.Present(ctx, solverChallenge(r.ch)); err != nil {
+		if isShutdown(ctx, err) {
+			return stop(Done(), err)
+		}
+		msg := fmt.Sprintf("Error presenting challenge: %v", err)
+		if s.Reason != msg {
+			r.event(ctx, messages.EventWarning, messages.ReasonPresentError, msg)
+		}
+		s.Reason = msg
+		s.Attempts++
+		if err := r.commit(ctx); err != nil {
+			return stop(Done(), err)
+		}
+		return stop(RetryAfter(backoff(uint64(s.Attempts))), nil)
+	}
+	transitionPresented(s, r.ch.Spec.Type)
+	r.event(ctx, messages.EventNormal, messages.ReasonPresented, fmt.Sprintf("Presented challenge using %s challenge mechanism", strings.ToLower(r.ch.Spec.Type)))
+	if err := r.commit(ctx); err != nil {
+		return stop(Done(), err)
+	}
+	return proceed()
+}
+
+// selfCheckQuickRetry is the first retry of a failed self-check: right
+// after presenting, a failure is usually the responders' KV watch lagging
+// by milliseconds. Later retries wait SelfCheckInterval, as cert-manager.
+const selfCheckQuickRetry = 250 * time.Millisecond
+
+// stepSelfCheck checks that the presented challenge can be seen as the CA
+// will see it, before accepting.
+func stepSelfCheck(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
+	checker, ok := r.solver.(solvers.SelfChecker)
+	if !ok {
+		return proceed()
+	}
+	err := checker.Check(ctx, solverChallenge(r.ch))
+	if err == nil {
+		return proceed()
+	}
+	if isShutdown(ctx, err) {
+		return stop(Done(), err)
+	}
+	s := &r.ch.Status
+	s.Reason = fmt.Sprintf("Waiting for %s challenge propagation: %s", strings.ToLower(r.ch.Spec.Type), selfCheckDetail(err))
+	s.Attempts++
+	if err := r.commit(ctx); err != nil {
+		return stop(Done(), err)
+	}
+	if s.Attempts == 1 {
+		return stop(RetryAfter(min(selfCheckQuickRetry, r.w.cfg.SelfCheckInterval)), nil)
+	}
+	return stop(RetryAfter(r.w.cfg.SelfCheckInterval), nil)
+}
+
+// selfCheckDetail is what users read after "Waiting for ... propagation: ",
+// in cert-manager's words, without our package prefix.
+func selfCheckDetail(err error) string {
+	return strings.TrimPrefix(err.Error(), "http01: ")
+}
+
+// stepAccept tells the CA to validate.
+func stepAccept(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
+	cl, err := r.client(ctx)
+	if err != nil {
+		return stop(Done(), err)
+	}
+	state, err := accept(ctx, cl, r.ch)
+	if err != nil {
+		return r.acmeError(ctx, "Error accepting challenge", err)
+	}
+	transitionAccepted(&r.ch.Status, state)
+	if err := r.commit(ctx); err != nil {
+		return stop(Done(), err)
+	}
+	if !state.Final() {
+		// The CA validates now; asking at once would only find it still
+		// processing.
+		return stop(RetryAfter(r.w.pollDelay(1)), nil)
+	}
+	return proceed()
+}
+
+// stepWait polls the authorization until the CA has decided.
+func stepWait(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
+	cl, err := r.client(ctx)
+	if err != nil {
+		return stop(Done(), err)
+	}
+	a, err := cl.GetAuthorization(ctx, r.ch.Spec.AuthorizationURL)
+	if err != nil {
+		return r.acmeError(ctx, "Error fetching authorization", err)
+	}
+	s := &r.ch.Status
+	st := messages.State(a.Status)
+	if !st.Final() {
+		s.Attempts++
+		if err := r.commit(ctx); err != nil {
+			return stop(Done(), err)
+		}
+		return stop(RetryAfter(r.w.pollDelay(s.Attempts+1)), nil)
+	}
+	transitionFinal(s, st, authzReason(a, r.ch.Spec.URL))
+	if st == messages.StateValid {
+		r.event(ctx, messages.EventNormal, messages.ReasonDomainVerified, fmt.Sprintf("Domain %q verified with %q validation", r.ch.Spec.DNSName, strings.ToLower(r.ch.Spec.Type)))
+	} else {
+		r.event(ctx, messages.EventWarning, messages.ReasonFailedCheck, "Accepting challenge authorization failed: "+s.Reason)
+	}
+	return proceed()
+}
+
+// stepCleanUp removes what was presented and unschedules the challenge.
+func stepCleanUp(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
+	s := &r.ch.Status
+	if s.Presented && r.solver != nil {
+		// Cleanup outlives a cancelled delivery: a record left behind
+		// would only be found by the next challenge of the name.
+		if err := r.solver.CleanUp(context.WithoutCancel(ctx), solverChallenge(r.ch)); err != nil {
+			r.event(ctx, messages.EventWarning, messages.ReasonCleanUpError, fmt.Sprintf("Error cleaning up challenge: %v", err))
+			s.Attempts++
+			if err := r.commit(ctx); err != nil {
+				return stop(Done(), err)
 			}
-			return RetryAfter(backoff(delivered)), nil
+			return stop(RetryAfter(backoff(uint64(s.Attempts))), nil)
 		}
 	}
-	transitionFinished(&ch.Status)
-	if err := update(); err != nil {
-		return Done(), err
+	transitionFinished(s)
+	if err := r.commit(ctx); err != nil {
+		return stop(Done(), err)
 	}
-	if _, err := w.sched.Release(context.WithoutCancel(ctx), id); err != nil {
-		return Done(), err
+	return proceed()
+}
+
+// acmeError decides what an error from the CA means for the challenge:
+// a permanent problem fails it (and goes on to clean up in this delivery);
+// anything else is retried, after the CA's Retry-After or with back-off by
+// the step's attempts.
+func (r *challengeRun) acmeError(ctx context.Context, what string, err error) (bool, Outcome, error) {
+	if isShutdown(ctx, err) {
+		return stop(Done(), err)
 	}
-	w.grant(ctx)
-	return Done(), w.wakeOrder(ctx, ch)
+	v := acmeclient.Classify(err)
+	s := &r.ch.Status
+	switch v.Class {
+	case acmeclient.RetryNow:
+		return stop(RetryAfter(0), nil)
+	case acmeclient.Permanent:
+		transitionFinal(s, messages.StateErrored, what+": "+acmeclient.Describe(err))
+		r.event(ctx, messages.EventWarning, messages.ReasonFailedCheck, s.Reason)
+		return proceed()
+	}
+	s.Attempts++
+	if cerr := r.commit(ctx); cerr != nil {
+		return stop(Done(), cerr)
+	}
+	delay := v.After
+	if delay == 0 {
+		delay = backoff(uint64(s.Attempts))
+	}
+	logger(ctx).Info("CA error, will retry", "step", what, "err", err, "retry_in", delay)
+	return stop(RetryAfter(delay), nil)
 }
 
 // accept tells the CA to validate. If an earlier delivery accepted already
 // (the CA says the authorization is not pending), it returns the
 // authorization's state instead of failing.
-func (w *Worker) accept(ctx context.Context, cl *acme.Client, ch *messages.Challenge) (messages.State, error) {
+func accept(ctx context.Context, cl *acmeclient.Client, ch *messages.Challenge) (messages.State, error) {
 	c, err := cl.Accept(ctx, &acme.Challenge{URI: ch.Spec.URL, Type: strings.ToLower(ch.Spec.Type), Token: ch.Spec.Token})
 	if err == nil {
+		progress(ctx)
 		return messages.State(c.Status), nil
 	}
 	a, gerr := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
@@ -308,27 +471,11 @@ func (w *Worker) accept(ctx context.Context, cl *acme.Client, ch *messages.Chall
 	return "", err
 }
 
-// challengeACMEError retries transient CA errors; a client error fails the
-// challenge with the ACME problem in its reason.
-// update is the handler's status write, which also records the events
-// waiting for it (e.g. Started).
-func (w *Worker) challengeACMEError(ctx context.Context, ch *messages.Challenge, update func() error, what string, err error, delivered uint64) (Outcome, error) {
-	if isShutdown(ctx, err) {
-		return Done(), err
-	}
-	if d := acmeclient.RetryAfter(err); d > 0 {
-		return RetryAfter(d), nil
-	}
-	if !acmeclient.IsPermanent(err) {
-		return RetryAfter(backoff(delivered)), nil
-	}
-	transitionFinal(&ch.Status, messages.StateErrored, what+": "+acmeclient.Describe(err))
-	if err := update(); err != nil {
-		return Done(), err
-	}
-	w.record(ctx, ch, messages.EventWarning, messages.ReasonFailedCheck, ch.Status.Reason)
-	// Redelivered now, it finishes (cleans up and releases).
-	return RetryAfter(0), nil
+// pollDelay is the wait before the n-th poll (from 1) of a CA that is
+// working and sent no Retry-After: short at first (Pebble and Boulder are
+// usually done in milliseconds), doubling to PollMax.
+func (w *Worker) pollDelay(n int) time.Duration {
+	return doubling(50*time.Millisecond, w.cfg.PollMax, uint64(max(n, 1)))
 }
 
 // authzReason is the error of our challenge in a final authorization, as
@@ -354,10 +501,30 @@ func solverChallenge(ch *messages.Challenge) solvers.Challenge {
 	return solvers.Challenge{DNSName: ch.Spec.DNSName, Wildcard: ch.Spec.Wildcard, Type: ch.Spec.Type, Token: ch.Spec.Token, Key: ch.Spec.Key}
 }
 
-func (w *Worker) wakeOrder(ctx context.Context, ch *messages.Challenge) error {
+// challengeDone frees the slot and lock of a finished challenge, lets the
+// next one start, and wakes its order. A challenge whose order is gone (the
+// request was cancelled or pruned while it worked) removes itself.
+func (w *Worker) challengeDone(ctx context.Context, ch *messages.Challenge, id string) error {
+	if _, err := w.sched.Release(context.WithoutCancel(ctx), id); err != nil {
+		return err
+	}
+	w.grant(ctx)
 	o := ch.Metadata.OwnerReference
 	if o == nil {
 		return nil
 	}
-	return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindOrder, Namespace: o.Namespace, Name: o.Name, Action: messages.ActionChild, Cause: ch.Metadata.Name}, incarnation(&ch.Metadata)+"-"+string(ch.Status.State))
+	if ok, err := w.store.Exists(ctx, messages.KindOrder, o.Namespace, o.Name); err != nil {
+		return err
+	} else if !ok {
+		return w.store.Delete(ctx, messages.KindChallenge, ch.Metadata.Namespace, ch.Metadata.Name)
+	}
+	return w.publish(ctx, messages.KindOrder, o.Namespace, o.Name, messages.ActionChild, ch.Metadata.Name, incarnation(&ch.Metadata)+"-"+string(ch.Status.State))
+}
+
+func schedItem(ch *messages.Challenge) scheduler.Item {
+	return scheduler.Item{
+		ID:    scheduler.ChallengeID(ch.Metadata.Namespace, ch.Metadata.Name),
+		Lock:  scheduler.LockKey(ch.Spec.Type, ch.Spec.DNSName),
+		Score: ch.Metadata.CreationTimestamp.UnixMilli(),
+	}
 }

@@ -2,16 +2,19 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/acmeq/acmeq/scheduler"
 )
 
-// Defaults of Config.
+// Defaults of Config. cmd/acmeq reads its environment defaults from these.
 const (
 	// SelfCheckIntervalDefault is cert-manager's fixed self-check retry.
 	SelfCheckIntervalDefault = 10 * time.Second
@@ -21,10 +24,12 @@ const (
 	// handles at once.
 	ConcurrencyDefault = 16
 	// AckWaitDefault is how long JetStream waits for an ack before
-	// redelivering to another worker (a crashed worker's messages).
-	AckWaitDefault = 60 * time.Second
+	// redelivering to another worker: a killed worker's messages come
+	// back after this. Busy handlers extend it at every step.
+	AckWaitDefault = 10 * time.Second
 	// ResyncIntervalDefault is how often one worker of the fleet compares
-	// the resources with the scheduler and re-queues what was lost.
+	// the unfinished challenges with the scheduler and re-queues what
+	// Redis lost.
 	ResyncIntervalDefault = 5 * time.Minute
 	// TickIntervalDefault is how often each worker reaps expired leases
 	// and runs the grant script, besides the grants a release triggers.
@@ -32,11 +37,20 @@ const (
 	// PollMaxDefault caps the delay between polls of a CA that is
 	// validating or issuing and gave no Retry-After.
 	PollMaxDefault = 2 * time.Second
-	// FailedRetryDefault is cert-manager's back-off before a failed
-	// issuance is tried again with a new CertificateRequest.
-	FailedRetryDefault = time.Hour
+	// FailureBackoffDefault is cert-manager's back-off after the first
+	// failed issuance; it doubles with every further failure.
+	FailureBackoffDefault = time.Hour
+	// FailureBackoffMaxDefault caps the back-off (cert-manager's 32h).
+	FailureBackoffMaxDefault = 32 * time.Hour
 	// HTTP01PortDefault is the port HTTP-01 self-checks dial.
 	HTTP01PortDefault = 80
+	// MaxPanicsDefault is how many panics of a handler on one message a
+	// worker tolerates before the message is dead-lettered.
+	MaxPanicsDefault = 3
+	// ARIRetryDefault is how soon a renewal window that could not be
+	// fetched is asked again (and the default re-check when the CA sends
+	// no Retry-After).
+	ARIRetryDefault = 6 * time.Hour
 )
 
 // Config configures a Worker. The environment is read in cmd/acmeq; tests
@@ -49,6 +63,12 @@ type Config struct {
 	Concurrency int
 	// AckWait of the consumers. Defaults to AckWaitDefault.
 	AckWait time.Duration
+	// StepTimeout bounds a handler between two steps that made progress;
+	// past it the handler is cancelled and its message redelivered with
+	// back-off. It must be below AckWait, so a message held by a stuck
+	// handler is never handed to a second worker meanwhile. Defaults to
+	// four fifths of AckWait.
+	StepTimeout time.Duration
 	// SelfCheckInterval between failed self-checks. Defaults to
 	// SelfCheckIntervalDefault (cert-manager's 10 s).
 	SelfCheckInterval time.Duration
@@ -64,9 +84,19 @@ type Config struct {
 	// PollMax caps the delay between polls of the CA. Defaults to
 	// PollMaxDefault.
 	PollMax time.Duration
-	// FailedRetry is how long a failed Certificate waits before a new
-	// request is made (found by the resync). Defaults to FailedRetryDefault.
-	FailedRetry time.Duration
+	// FailureBackoff is the wait after a first failed issuance before the
+	// next attempt; it doubles with each consecutive failure up to
+	// FailureBackoffMax. Defaults to FailureBackoffDefault (1h).
+	FailureBackoff time.Duration
+	// FailureBackoffMax caps FailureBackoff. Defaults to
+	// FailureBackoffMaxDefault (32h).
+	FailureBackoffMax time.Duration
+	// ARIRetry is how soon a renewal window that could not be fetched is
+	// asked again. Defaults to ARIRetryDefault.
+	ARIRetry time.Duration
+	// MaxPanics of a handler on one message before it is dead-lettered.
+	// Defaults to MaxPanicsDefault.
+	MaxPanics int
 	// HTTP01Port is the port HTTP-01 self-checks dial. Defaults to 80.
 	HTTP01Port int
 	// Resolve maps a DNS name to the address self-checks dial; nil uses the
@@ -79,7 +109,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Now is the clock for timestamps. Defaults to time.Now.
+	// Now is the clock for timestamps and renewal decisions. Defaults to
+	// time.Now.
 	Now func() time.Time
 }
 
@@ -87,33 +118,21 @@ func (c *Config) defaults() {
 	if c.Name == "" {
 		c.Name = defaultName()
 	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = ConcurrencyDefault
+	setDefault(&c.Concurrency, ConcurrencyDefault)
+	setDefault(&c.AckWait, AckWaitDefault)
+	if c.StepTimeout == 0 {
+		c.StepTimeout = c.AckWait * 4 / 5
 	}
-	if c.AckWait <= 0 {
-		c.AckWait = AckWaitDefault
-	}
-	if c.SelfCheckInterval <= 0 {
-		c.SelfCheckInterval = SelfCheckIntervalDefault
-	}
-	if c.ChallengeTimeout <= 0 {
-		c.ChallengeTimeout = ChallengeTimeoutDefault
-	}
-	if c.ResyncInterval <= 0 {
-		c.ResyncInterval = ResyncIntervalDefault
-	}
-	if c.TickInterval <= 0 {
-		c.TickInterval = TickIntervalDefault
-	}
-	if c.PollMax <= 0 {
-		c.PollMax = PollMaxDefault
-	}
-	if c.FailedRetry <= 0 {
-		c.FailedRetry = FailedRetryDefault
-	}
-	if c.HTTP01Port <= 0 {
-		c.HTTP01Port = HTTP01PortDefault
-	}
+	setDefault(&c.SelfCheckInterval, SelfCheckIntervalDefault)
+	setDefault(&c.ChallengeTimeout, ChallengeTimeoutDefault)
+	setDefault(&c.ResyncInterval, ResyncIntervalDefault)
+	setDefault(&c.TickInterval, TickIntervalDefault)
+	setDefault(&c.PollMax, PollMaxDefault)
+	setDefault(&c.FailureBackoff, FailureBackoffDefault)
+	setDefault(&c.FailureBackoffMax, FailureBackoffMaxDefault)
+	setDefault(&c.ARIRetry, ARIRetryDefault)
+	setDefault(&c.MaxPanics, MaxPanicsDefault)
+	setDefault(&c.HTTP01Port, HTTP01PortDefault)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -123,17 +142,67 @@ func (c *Config) defaults() {
 	if c.Scheduler.Cap == 0 {
 		c.Scheduler.Cap = scheduler.CapDefault
 	}
+	if c.Scheduler.LeaseTTL == 0 {
+		c.Scheduler.LeaseTTL = scheduler.LeaseTTLDefault
+	}
 }
 
-// Validate checks the configuration after defaults.
+// setDefault sets *v to def when it is zero (unset).
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Validate checks the configuration after defaults, cross-field rules
+// included. Each error names the field and the environment variable that
+// sets it.
 func (c Config) Validate() error {
+	var errs []error
+	positive := func(d time.Duration, field, env string) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("worker: %s (%s) must be positive, got %s", field, env, d))
+		}
+	}
+	positive(c.AckWait, "AckWait", "ACMEQ_ACK_WAIT")
+	positive(c.SelfCheckInterval, "SelfCheckInterval", "ACMEQ_SELF_CHECK_INTERVAL")
+	positive(c.ChallengeTimeout, "ChallengeTimeout", "ACMEQ_CHALLENGE_TIMEOUT")
+	positive(c.ResyncInterval, "ResyncInterval", "ACMEQ_RESYNC_INTERVAL")
+	positive(c.TickInterval, "TickInterval", "ACMEQ_TICK_INTERVAL")
+	positive(c.FailureBackoff, "FailureBackoff", "ACMEQ_FAILURE_BACKOFF")
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("worker: Concurrency (ACMEQ_CONCURRENCY) must be at least 1, got %d", c.Concurrency))
+	}
+	if c.AckWait > 0 && c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("worker: AckWait (ACMEQ_ACK_WAIT) must be at least 1s, got %s", c.AckWait))
+	}
+	if c.StepTimeout <= 0 || c.StepTimeout >= c.AckWait {
+		errs = append(errs, fmt.Errorf("worker: StepTimeout (%s) must be positive and below AckWait (ACMEQ_ACK_WAIT, %s): a stuck handler must give its message up before JetStream hands it to another worker", c.StepTimeout, c.AckWait))
+	}
+	if c.FailureBackoffMax < c.FailureBackoff {
+		errs = append(errs, fmt.Errorf("worker: FailureBackoffMax (ACMEQ_FAILURE_BACKOFF_MAX, %s) must not be below FailureBackoff (ACMEQ_FAILURE_BACKOFF, %s)", c.FailureBackoffMax, c.FailureBackoff))
+	}
+	if c.HTTP01Port < 1 || c.HTTP01Port > 65535 {
+		errs = append(errs, fmt.Errorf("worker: HTTP01Port (ACMEQ_HTTP01_SELF_CHECK_PORT) must be a port number (1-65535), got %d", c.HTTP01Port))
+	}
 	if c.Scheduler.Cap <= 0 {
-		return fmt.Errorf("worker: Scheduler.Cap (ACMEQ_MAX_CONCURRENT_CHALLENGES) must be at least 1, got %d", c.Scheduler.Cap)
+		errs = append(errs, fmt.Errorf("worker: Scheduler.Cap (ACMEQ_MAX_CONCURRENT_CHALLENGES) must be at least 1, got %d", c.Scheduler.Cap))
+	} else if err := c.Scheduler.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("worker: %w", err))
 	}
-	if c.HTTP01Port > 65535 {
-		return fmt.Errorf("worker: HTTP01Port (ACMEQ_HTTP01_PORT) must be a port number, got %d", c.HTTP01Port)
+	if c.Scheduler.LeaseTTL <= c.SelfCheckInterval {
+		errs = append(errs, fmt.Errorf("worker: Scheduler.LeaseTTL (ACMEQ_LEASE_TTL, %s) must exceed SelfCheckInterval (ACMEQ_SELF_CHECK_INTERVAL, %s): a challenge waiting for its next self-check does not renew its lease", c.Scheduler.LeaseTTL, c.SelfCheckInterval))
 	}
-	return nil
+	if p := c.Scheduler.Prefix; p != "" && !hasHashTag(p) {
+		errs = append(errs, fmt.Errorf("worker: Scheduler.Prefix %q must contain a Redis Cluster hash tag such as {acmeq}: the scheduler's scripts touch several keys at once", p))
+	}
+	return errors.Join(errs...)
+}
+
+// hasHashTag reports whether a key prefix has a non-empty {hash tag}.
+func hasHashTag(p string) bool {
+	i := strings.IndexByte(p, '{')
+	return i >= 0 && strings.IndexByte(p[i+1:], '}') > 0
 }
 
 // ResolveTo returns a Resolve function that answers every name with ip.

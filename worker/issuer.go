@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/acmeq/acmeq/internal/acmeclient"
 	"github.com/acmeq/acmeq/messages"
@@ -19,7 +18,7 @@ const (
 
 // reconcileIssuer registers the issuer's ACME account (key generated once,
 // stored sealed) and sets Ready.
-func (w *Worker) reconcileIssuer(ctx context.Context, t messages.Transition, delivered uint64) (Outcome, error) {
+func (w *Worker) reconcileIssuer(ctx context.Context, t messages.Transition) (Outcome, error) {
 	iss := &messages.Issuer{}
 	if err := w.store.Get(ctx, t.Namespace, t.Name, iss); err != nil {
 		return Done(), err
@@ -51,15 +50,15 @@ func (w *Worker) reconcileIssuer(ctx context.Context, t messages.Transition, del
 			return Done(), err
 		}
 		w.record(ctx, iss, messages.EventWarning, reason, msg)
-		if acmeclient.IsPermanent(regErr) {
+		switch v := acmeclient.Classify(regErr); {
+		case v.Class == acmeclient.Permanent:
 			// The CA said no (invalidEmail, ...): retrying will not help
 			// until the user changes the spec, which sends a new message.
 			return Done(), nil
+		case v.After > 0:
+			return RetryAfter(v.After), nil
 		}
-		if d := acmeclient.RetryAfter(regErr); d > 0 {
-			return RetryAfter(d), nil
-		}
-		return RetryAfter(backoff(delivered)), nil
+		return RetryAfter(IssuerNotReadyRetry), nil
 	}
 	iss.Status.ACME = &messages.ACMEIssuerStatus{URI: acct.URI, LastRegisteredEmail: iss.Spec.ACME.Email}
 	messages.SetCondition(&iss.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionTrue, Reason: messages.ReasonACMEAccountRegistered, Message: msgAccountRegistered}, now)
@@ -68,36 +67,4 @@ func (w *Worker) reconcileIssuer(ctx context.Context, t messages.Transition, del
 	}
 	w.record(ctx, iss, messages.EventNormal, messages.ReasonACMEAccountRegistered, msgAccountRegistered)
 	return Done(), nil
-}
-
-// record publishes an event; a failure is logged, not fatal: the status
-// write already happened and is the source of truth.
-func (w *Worker) record(ctx context.Context, obj messages.Object, typ messages.EventType, reason, msg string) {
-	if err := w.bus.Record(ctx, obj, typ, reason, msg); err != nil {
-		logger(ctx).Warn("record event", "reason", reason, "err", err)
-	}
-}
-
-// eventRef is an Object standing for a resource that could not be read
-// (e.g. the target of a poison message).
-type eventRef struct {
-	kind messages.Kind
-	meta messages.ObjectMeta
-}
-
-func (e *eventRef) GetMeta() *messages.ObjectMeta { return &e.meta }
-func (e *eventRef) GetKind() messages.Kind        { return e.kind }
-
-func involvedFromSubject(kind messages.Kind, subject string, t messages.Transition) messages.Object {
-	ref := &eventRef{kind: kind}
-	if t.Namespace != "" && t.Name != "" && messages.ValidateObjectName("", t.Namespace) == nil && messages.ValidateObjectName("", t.Name) == nil {
-		ref.meta.Namespace, ref.meta.Name = t.Namespace, t.Name
-		return ref
-	}
-	// acmeq.work.<kind>.<ns>.<name>
-	ref.meta.Namespace, ref.meta.Name = "unknown", "unknown"
-	if parts := strings.Split(subject, "."); len(parts) == 5 {
-		ref.meta.Namespace, ref.meta.Name = parts[3], parts[4]
-	}
-	return ref
 }

@@ -19,47 +19,59 @@ import (
 )
 
 // ChallengeName is the name of an order's challenge for authorization i,
-// as in the reference (example-com-2745722290-439160286-0).
-func ChallengeName(order string, i int) string { return order + "-" + strconv.Itoa(i) }
-
-// pollDelay is the wait before polling a CA that is working and sent no
-// Retry-After: short at first (Pebble and Boulder are usually done in
-// milliseconds), doubling to PollMax.
-func (w *Worker) pollDelay(delivered uint64) time.Duration {
-	d := 50 * time.Millisecond
-	for i := uint64(1); i < delivered && d < w.cfg.PollMax; i++ {
-		d *= 2
-	}
-	return min(d, w.cfg.PollMax)
+// as in the reference (example-com-2745722290-439160286-0), shortened with
+// a hash when it would be too long (messages.DerivedName).
+func ChallengeName(order string, i int) string {
+	return messages.DerivedName(order, "-"+strconv.Itoa(i))
 }
 
-// reconcileOrder moves an Order: new-order at the CA, one Challenge per
-// pending authorization, wait for them, finalize, fetch the chain.
-func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition, delivered uint64) (Outcome, error) {
+// orderRun is one handling of an Order message.
+type orderRun struct {
+	w     *Worker
+	order *messages.Order
+	cl    *acmeclient.Client
+	iss   *messages.Issuer
+}
+
+// commit is the one guarded write of the order's status.
+func (r *orderRun) commit(ctx context.Context) error {
+	if err := r.w.store.Update(ctx, r.order); err != nil {
+		return err
+	}
+	progress(ctx)
+	return nil
+}
+
+// reconcileOrder moves an Order through its states: new-order at the CA,
+// one Challenge per pending authorization, wait for them, finalize, fetch
+// the chain; once final, its finished challenges are removed and its
+// request is woken.
+func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition) (Outcome, error) {
 	order := &messages.Order{}
 	if err := w.store.Get(ctx, t.Namespace, t.Name, order); err != nil {
 		return Done(), err
 	}
 	if order.Status.State.Final() {
-		return Done(), w.wakeRequest(ctx, order)
+		return w.orderFinal(ctx, order)
 	}
-	cl, _, err := w.acme.client(ctx, order.Metadata.Namespace, order.Spec.IssuerRef)
+	cl, iss, err := w.acme.client(ctx, order.Metadata.Namespace, order.Spec.IssuerRef)
 	if errors.Is(err, ErrIssuerNotReady) {
 		return RetryAfter(IssuerNotReadyRetry), nil
 	}
 	if err != nil {
 		return Done(), err
 	}
+	r := &orderRun{w: w, order: order, cl: cl, iss: iss}
 	if order.Status.URL == "" {
-		if out, err := w.newOrder(ctx, cl, order); err != nil || out.kind != outcomeDone {
+		if out, err := r.newOrder(ctx); err != nil || out.kind != outcomeDone {
 			return out, err
 		}
 	}
 	switch order.Status.State {
 	case messages.StatePending:
-		return w.orderPending(ctx, cl, order)
+		return r.pending(ctx)
 	case messages.StateReady, messages.StateProcessing:
-		if t.Action == messages.ActionChild && delivered == 1 {
+		if t.Action == messages.ActionChild && order.Status.State == messages.StateProcessing && firstDelivery(ctx) {
 			// A late challenge wake-up arriving for the first time: the
 			// message that moved the order past pending polls the CA (by
 			// redelivery, so never on its first delivery); a second poller
@@ -67,46 +79,55 @@ func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition, deli
 			// message is redelivered and resumes.
 			return Done(), nil
 		}
-		return w.orderFinalize(ctx, cl, order, delivered)
+		return r.finalize(ctx)
+	case messages.StateValid, messages.StateInvalid, messages.StateErrored, messages.StateExpired:
+		return w.orderFinal(ctx, order)
 	}
 	return Done(), fmt.Errorf("order %s/%s: unexpected state %q", order.Metadata.Namespace, order.Metadata.Name, order.Status.State)
 }
 
-func (w *Worker) newOrder(ctx context.Context, cl *acme.Client, order *messages.Order) (Outcome, error) {
-	ids := acme.DomainIDs(order.Spec.DNSNames...)
-	o, err := cl.AuthorizeOrder(ctx, ids)
-	if err != nil {
-		return w.acmeFailure(ctx, order, "Failed to create Order", err)
+// newOrder creates the order at the CA and records its authorizations.
+func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
+	o := r.order
+	opts := acmeclient.OrderOptions{Profile: r.iss.Spec.ACME.Profile, Replaces: o.Spec.Replaces}
+	if d := o.Spec.Duration; d != nil && d.Duration > 0 {
+		opts.NotAfter = r.w.cfg.Now().Add(d.Duration).UTC().Truncate(time.Second)
 	}
-	order.Status.URL = o.URI
-	order.Status.FinalizeURL = o.FinalizeURL
-	order.Status.State = messages.State(o.Status)
-	order.Status.Authorizations = order.Status.Authorizations[:0]
-	for _, u := range o.AuthzURLs {
-		a, err := cl.GetAuthorization(ctx, u)
+	ao, err := r.cl.NewOrder(ctx, acme.DomainIDs(o.Spec.DNSNames...), opts)
+	if err != nil && opts.Replaces != "" && acmeclient.HasProblem(err, acmeclient.ProblemAlreadyReplaced) {
+		// The certificate was replaced already (an earlier order of ours
+		// that was lost, or another client): order without "replaces".
+		opts.Replaces = ""
+		ao, err = r.cl.NewOrder(ctx, acme.DomainIDs(o.Spec.DNSNames...), opts)
+	}
+	if err != nil {
+		return r.acmeFailure(ctx, "Failed to create Order", err)
+	}
+	progress(ctx)
+	o.Status.URL = ao.URI
+	o.Status.FinalizeURL = ao.FinalizeURL
+	o.Status.State = messages.State(ao.Status)
+	o.Status.Authorizations = o.Status.Authorizations[:0]
+	for _, u := range ao.AuthzURLs {
+		a, err := r.cl.GetAuthorization(ctx, u)
 		if err != nil {
-			return w.acmeFailure(ctx, order, "Failed to fetch authorization", err)
+			return r.acmeFailure(ctx, "Failed to fetch authorization", err)
 		}
+		progress(ctx)
 		ma := messages.ACMEAuthorization{URL: a.URI, Identifier: a.Identifier.Value, Wildcard: a.Wildcard, InitialState: messages.State(a.Status)}
 		for _, c := range a.Challenges {
 			ma.Challenges = append(ma.Challenges, messages.ACMEChallenge{URL: c.URI, Token: c.Token, Type: c.Type})
 		}
-		order.Status.Authorizations = append(order.Status.Authorizations, ma)
+		o.Status.Authorizations = append(o.Status.Authorizations, ma)
 	}
-	if err := w.store.Update(ctx, order); err != nil {
-		return Done(), err
-	}
-	return Done(), nil
+	return Done(), r.commit(ctx)
 }
 
-// orderPending makes sure every pending authorization has its Challenge,
-// queued with the scheduler, and moves on when all are final.
-func (w *Worker) orderPending(ctx context.Context, cl *acme.Client, order *messages.Order) (Outcome, error) {
-	ns := order.Metadata.Namespace
-	iss, err := w.acme.issuer(ctx, ns, order.Spec.IssuerRef.Name)
-	if err != nil {
-		return Done(), err
-	}
+// pending makes sure every pending authorization has its Challenge, queued
+// with the scheduler, and moves on when all are valid (or fails the order
+// when one failed).
+func (r *orderRun) pending(ctx context.Context) (Outcome, error) {
+	w, order := r.w, r.order
 	allValid := true
 	var failed *messages.Challenge
 	var queue []scheduler.Item
@@ -114,26 +135,12 @@ func (w *Worker) orderPending(ctx context.Context, cl *acme.Client, order *messa
 		if a.InitialState == messages.StateValid {
 			continue
 		}
-		name := ChallengeName(order.Metadata.Name, i)
-		ch := &messages.Challenge{}
-		err := w.store.Get(ctx, ns, name, ch)
-		if errors.Is(err, store.ErrNotFound) {
-			ch, err = buildChallenge(cl, iss, order, i, a)
-			if err != nil {
-				return w.failOrder(ctx, order, messages.StateErrored, err.Error())
+		ch, err := r.ensureChallenge(ctx, i, a)
+		if err != nil {
+			var bad *badSolverError
+			if errors.As(err, &bad) {
+				return w.failOrder(ctx, order, messages.StateErrored, bad.Error())
 			}
-			err = w.store.Create(ctx, ch)
-			switch {
-			case err == nil:
-				w.record(ctx, order, messages.EventNormal, messages.ReasonCreated, fmt.Sprintf("Created Challenge resource %q for domain %q", name, ch.Spec.DNSName))
-			case errors.Is(err, store.ErrExists):
-				if err := w.store.Get(ctx, ns, name, ch); err != nil {
-					return Done(), err
-				}
-			default:
-				return Done(), err
-			}
-		} else if err != nil {
 			return Done(), err
 		}
 		switch {
@@ -162,24 +169,48 @@ func (w *Worker) orderPending(ctx context.Context, cl *acme.Client, order *messa
 		return Done(), nil
 	}
 	// All challenges are valid: the order is ready at the CA. The finalize
-	// step below claims it (state processing) in its first write.
+	// step claims it (state processing) in its first write.
 	order.Status.State = messages.StateReady
-	return w.orderFinalize(ctx, cl, order, 1)
+	order.Status.Attempts = 0
+	return r.finalize(ctx)
 }
 
-func schedItem(ch *messages.Challenge) scheduler.Item {
-	return scheduler.Item{
-		ID:    scheduler.ChallengeID(ch.Metadata.Namespace, ch.Metadata.Name),
-		Lock:  scheduler.LockKey(ch.Spec.Type, ch.Spec.DNSName),
-		Score: ch.Metadata.CreationTimestamp.UnixMilli(),
+// badSolverError: no solver of the issuer can solve an authorization; the
+// order fails with it as its reason.
+type badSolverError struct{ msg string }
+
+func (e *badSolverError) Error() string { return e.msg }
+
+// ensureChallenge returns the Challenge of authorization i, creating it
+// (once: Create semantics) when missing.
+func (r *orderRun) ensureChallenge(ctx context.Context, i int, a messages.ACMEAuthorization) (*messages.Challenge, error) {
+	w, order := r.w, r.order
+	ns, name := order.Metadata.Namespace, ChallengeName(order.Metadata.Name, i)
+	ch := &messages.Challenge{}
+	err := w.store.Get(ctx, ns, name, ch)
+	if err == nil || !errors.Is(err, store.ErrNotFound) {
+		return ch, err
 	}
+	ch, err = buildChallenge(r.cl, r.iss, order, i, a)
+	if err != nil {
+		return nil, err
+	}
+	err = w.store.Create(ctx, ch)
+	switch {
+	case err == nil:
+		w.record(ctx, order, messages.EventNormal, messages.ReasonCreated, fmt.Sprintf("Created Challenge resource %q for domain %q", name, ch.Spec.DNSName))
+		return ch, nil
+	case errors.Is(err, store.ErrExists):
+		return ch, w.store.Get(ctx, ns, name, ch)
+	}
+	return nil, err
 }
 
 // buildChallenge picks the solver for authorization a and fills the spec.
-func buildChallenge(cl *acme.Client, iss *messages.Issuer, order *messages.Order, i int, a messages.ACMEAuthorization) (*messages.Challenge, error) {
-	solver, typ := selectSolver(iss, a.Identifier, a.Wildcard)
-	if solver == nil {
-		return nil, fmt.Errorf("Failed to determine a valid solver configuration for the set of domains on the Order: no solver of issuer %q matches %q", iss.Metadata.Name, a.Identifier)
+func buildChallenge(cl *acmeclient.Client, iss *messages.Issuer, order *messages.Order, i int, a messages.ACMEAuthorization) (*messages.Challenge, error) {
+	solver, typ, err := selectSolver(iss, a.Identifier, a.Wildcard, order.Metadata.Labels)
+	if err != nil {
+		return nil, &badSolverError{fmt.Sprintf("Failed to determine a valid solver configuration for the set of domains on the Order: %v", err)}
 	}
 	acmeType := strings.ToLower(typ)
 	var chal *messages.ACMEChallenge
@@ -189,10 +220,9 @@ func buildChallenge(cl *acme.Client, iss *messages.Issuer, order *messages.Order
 		}
 	}
 	if chal == nil {
-		return nil, fmt.Errorf("Failed to determine a valid solver configuration: the CA offered no %s challenge for %q", acmeType, a.Identifier)
+		return nil, &badSolverError{fmt.Sprintf("Failed to determine a valid solver configuration: the CA offered no %s challenge for %q", acmeType, a.Identifier)}
 	}
 	var key string
-	var err error
 	if typ == messages.ChallengeTypeDNS01 {
 		key, err = cl.DNS01ChallengeRecord(chal.Token)
 	} else {
@@ -212,109 +242,141 @@ func buildChallenge(cl *acme.Client, iss *messages.Issuer, order *messages.Order
 	}, nil
 }
 
-// selectSolver returns the first solver whose selector matches, as
-// cert-manager does (without its specificity ranking).
-func selectSolver(iss *messages.Issuer, name string, wildcard bool) (*messages.ACMESolver, string) {
-	solvers := iss.Spec.ACME.Solvers
-	if len(solvers) == 0 {
-		solvers = []messages.ACMESolver{{HTTP01: &messages.HTTP01Solver{}}}
-	}
-	for i := range solvers {
-		s := &solvers[i]
-		if !selectorMatches(s.Selector, name) {
-			continue
-		}
-		if s.DNS01 != nil {
-			return s, messages.ChallengeTypeDNS01
-		}
-		if s.HTTP01 != nil && !wildcard {
-			return s, messages.ChallengeTypeHTTP01
-		}
-	}
-	return nil, ""
-}
-
-func selectorMatches(sel *messages.SolverSelector, name string) bool {
-	if sel == nil || (len(sel.DNSNames) == 0 && len(sel.DNSZones) == 0) {
-		return true
-	}
-	for _, n := range sel.DNSNames {
-		if strings.EqualFold(n, name) {
-			return true
-		}
-	}
-	for _, z := range sel.DNSZones {
-		z = strings.ToLower(strings.TrimSuffix(z, "."))
-		if name == z || strings.HasSuffix(name, "."+z) {
-			return true
-		}
-	}
-	return false
-}
-
-// orderFinalize finalizes a ready order and fetches the certificate.
-func (w *Worker) orderFinalize(ctx context.Context, cl *acme.Client, order *messages.Order, delivered uint64) (Outcome, error) {
-	o, err := cl.GetOrder(ctx, order.Status.URL)
+// finalize finalizes a ready order and polls it until the certificate is
+// issued.
+func (r *orderRun) finalize(ctx context.Context) (Outcome, error) {
+	order := r.order
+	o, err := r.cl.GetOrder(ctx, order.Status.URL)
 	if err != nil {
-		return w.acmeFailure(ctx, order, "Failed to get order", err)
+		return r.acmeFailure(ctx, "Failed to get order", err)
 	}
+	progress(ctx)
 	switch o.Status {
 	case acme.StatusReady:
-		blk, _ := pem.Decode([]byte(order.Spec.Request))
-		if blk == nil {
-			return w.failOrder(ctx, order, messages.StateErrored, "spec.request holds no PEM CSR")
-		}
-		if order.Status.State != messages.StateProcessing {
-			// Claim the finalize step first: of two workers woken by the
-			// last two challenges, only one finalizes.
-			order.Status.State = messages.StateProcessing
-			if err := w.store.Update(ctx, order); err != nil {
-				return Done(), err
-			}
-		}
-		if err := acmeclient.Finalize(ctx, cl, o, blk.Bytes); err != nil {
-			// Another worker (woken by another challenge) may have
-			// finalized first; the CA then says orderNotReady.
-			if strings.HasSuffix(acmeclient.ProblemType(err), ":orderNotReady") {
-				if again, gerr := cl.GetOrder(ctx, order.Status.URL); gerr == nil && (again.Status == acme.StatusProcessing || again.Status == acme.StatusValid) {
-					return RetryAfter(w.pollDelay(1)), nil
-				}
-			}
-			return w.acmeFailure(ctx, order, "Failed to finalize Order", err)
-		}
-		return RetryAfter(w.pollDelay(1)), nil
+		return r.submitCSR(ctx, o)
 	case acme.StatusProcessing:
+		order.Status.Attempts++
 		if order.Status.State != messages.StateProcessing {
 			order.Status.State = messages.StateProcessing
-			if err := w.store.Update(ctx, order); err != nil {
-				return Done(), err
-			}
 		}
-		return RetryAfter(w.pollDelay(delivered)), nil
+		if err := r.commit(ctx); err != nil {
+			return Done(), err
+		}
+		return RetryAfter(r.w.pollDelay(order.Status.Attempts)), nil
 	case acme.StatusValid:
-		return w.orderValid(ctx, cl, order, o)
+		return r.valid(ctx, o)
 	case acme.StatusPending:
 		// Authorizations went back to pending (e.g. expired): start over.
 		order.Status.State = messages.StatePending
-		if err := w.store.Update(ctx, order); err != nil {
-			return Done(), err
-		}
-		return Done(), nil
-	default:
-		reason := fmt.Sprintf("Order is %s", o.Status)
-		if o.Error != nil {
-			reason += ": " + acmeclient.Describe(o.Error)
-		}
-		return w.failOrder(ctx, order, messages.State(o.Status), reason)
+		order.Status.Attempts = 0
+		return Done(), r.commit(ctx)
 	}
+	reason := fmt.Sprintf("Order is %s", o.Status)
+	if o.Error != nil {
+		reason += ": " + acmeclient.Describe(o.Error)
+	}
+	return r.w.failOrder(ctx, order, messages.State(o.Status), reason)
 }
 
-func (w *Worker) orderValid(ctx context.Context, cl *acme.Client, order *messages.Order, o *acme.Order) (Outcome, error) {
-	ns := order.Metadata.Namespace
-	der, err := cl.FetchCert(ctx, o.CertURL, true)
-	if err != nil {
-		return w.acmeFailure(ctx, order, "Failed to fetch certificate", err)
+// submitCSR claims the finalize step (state processing, so of two workers
+// woken by the last two challenges only one finalizes) and submits the CSR.
+func (r *orderRun) submitCSR(ctx context.Context, o *acme.Order) (Outcome, error) {
+	order := r.order
+	blk, _ := pem.Decode([]byte(order.Spec.Request))
+	if blk == nil {
+		return r.w.failOrder(ctx, order, messages.StateErrored, "spec.request holds no PEM CSR")
 	}
+	if order.Status.State != messages.StateProcessing {
+		order.Status.State = messages.StateProcessing
+		order.Status.Attempts = 0
+		if err := r.commit(ctx); err != nil {
+			return Done(), err
+		}
+	}
+	if err := acmeclient.Finalize(ctx, r.cl.Client, o, blk.Bytes); err != nil {
+		// Another worker may have finalized first; the CA then says
+		// orderNotReady while the order is processing or valid.
+		if acmeclient.HasProblem(err, acmeclient.ProblemOrderNotReady) {
+			if again, gerr := r.cl.GetOrder(ctx, order.Status.URL); gerr == nil && (again.Status == acme.StatusProcessing || again.Status == acme.StatusValid) {
+				return RetryAfter(r.w.pollDelay(1)), nil
+			}
+		}
+		return r.acmeFailure(ctx, "Failed to finalize Order", err)
+	}
+	progress(ctx)
+	return RetryAfter(r.w.pollDelay(1)), nil
+}
+
+// valid fetches the issued chain (the preferred one, if the issuer names
+// one), stores it sealed under the request's name, and marks the order
+// valid.
+func (r *orderRun) valid(ctx context.Context, o *acme.Order) (Outcome, error) {
+	w, order := r.w, r.order
+	ns := order.Metadata.Namespace
+	owner := order.Metadata.OwnerReference
+	if owner == nil {
+		return w.failOrder(ctx, order, messages.StateErrored, "order has no owning CertificateRequest")
+	}
+	der, err := r.fetchChain(ctx, o.CertURL)
+	if err != nil {
+		return r.acmeFailure(ctx, "Failed to fetch certificate", err)
+	}
+	data := chainSecretData(der)
+	// The chain is stored sealed under the request's name before the order
+	// says valid, so whoever reads "valid" finds it.
+	crRef := messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: owner.Name}
+	if err := w.putOwnedSecret(ctx, ns, owner.Name, data, crRef); err != nil {
+		return Done(), err
+	}
+	order.Status.State = messages.StateValid
+	order.Status.CertificateURL = o.CertURL
+	order.Status.Reason = ""
+	order.Status.Attempts = 0
+	if err := r.commit(ctx); err != nil {
+		return Done(), err
+	}
+	w.record(ctx, order, messages.EventNormal, messages.ReasonOrderValid, "Order completed successfully")
+	return w.orderFinal(ctx, order)
+}
+
+// fetchChain downloads the certificate chain; with spec.acme.preferredChain
+// it takes the first chain (the default, then the alternates) whose topmost
+// certificate is issued by or is that common name, as cert-manager does.
+func (r *orderRun) fetchChain(ctx context.Context, certURL string) ([][]byte, error) {
+	der, err := r.cl.FetchCert(ctx, certURL, true)
+	if err != nil {
+		return nil, err
+	}
+	progress(ctx)
+	want := r.iss.Spec.ACME.PreferredChain
+	if want == "" || chainMatches(der, want) {
+		return der, nil
+	}
+	alts, err := r.cl.ListCertAlternates(ctx, certURL)
+	if err != nil {
+		logger(ctx).Info("list alternate chains; keeping the default", "err", err)
+		return der, nil
+	}
+	for _, u := range alts {
+		alt, err := r.cl.FetchCert(ctx, u, true)
+		if err == nil && chainMatches(alt, want) {
+			return alt, nil
+		}
+	}
+	return der, nil
+}
+
+func chainMatches(der [][]byte, cn string) bool {
+	if len(der) == 0 {
+		return false
+	}
+	top, err := x509.ParseCertificate(der[len(der)-1])
+	return err == nil && (top.Issuer.CommonName == cn || top.Subject.CommonName == cn)
+}
+
+// chainSecretData is the Secret data of an issued chain: tls.crt (leaf
+// first), and ca.crt when the chain ends with a self-signed root.
+func chainSecretData(der [][]byte) map[string][]byte {
 	var chainPEM []byte
 	for _, c := range der {
 		chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
@@ -323,40 +385,64 @@ func (w *Worker) orderValid(ctx context.Context, cl *acme.Client, order *message
 	if last, err := x509.ParseCertificate(der[len(der)-1]); err == nil && len(der) > 1 && last.CheckSignatureFrom(last) == nil {
 		data[messages.SecretCACert] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der[len(der)-1]})
 	}
-	owner := order.Metadata.OwnerReference
-	if owner == nil {
-		return w.failOrder(ctx, order, messages.StateErrored, "order has no owning CertificateRequest")
+	return data
+}
+
+// orderFinal finishes a final order: its finished challenges are removed
+// (their record stays in the events), and its request is woken.
+func (w *Worker) orderFinal(ctx context.Context, order *messages.Order) (Outcome, error) {
+	ns := order.Metadata.Namespace
+	for i, a := range order.Status.Authorizations {
+		if a.InitialState == messages.StateValid {
+			continue
+		}
+		name := ChallengeName(order.Metadata.Name, i)
+		ch := &messages.Challenge{}
+		err := w.store.Get(ctx, ns, name, ch)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Done(), err
+		}
+		// A challenge still working (the order failed on another one)
+		// finishes, wakes the order, and is removed then.
+		if ChallengePhase(ch.Status) != PhaseDone {
+			continue
+		}
+		if err := w.store.Delete(ctx, messages.KindChallenge, ns, name); err != nil {
+			return Done(), err
+		}
 	}
-	// The chain is stored sealed under the request's name before the
-	// order says valid, so whoever reads "valid" finds it.
-	if err := w.store.PutSecret(ctx, ns, owner.Name, data, &messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: owner.Name}); err != nil {
-		return Done(), err
-	}
-	order.Status.State = messages.StateValid
-	order.Status.CertificateURL = o.CertURL
-	order.Status.Reason = ""
-	if err := w.store.Update(ctx, order); err != nil {
-		return Done(), err
-	}
-	w.record(ctx, order, messages.EventNormal, messages.ReasonOrderValid, "Order completed successfully")
 	return Done(), w.wakeRequest(ctx, order)
 }
 
 // acmeFailure handles an ACME error on an order: rate limits and server
-// errors are retried after Retry-After or backoff; a client error fails the
-// order with the problem document in its reason.
-func (w *Worker) acmeFailure(ctx context.Context, order *messages.Order, what string, err error) (Outcome, error) {
+// errors are retried after Retry-After or back-off; a client error fails
+// the order with the problem document in its reason.
+func (r *orderRun) acmeFailure(ctx context.Context, what string, err error) (Outcome, error) {
 	if isShutdown(ctx, err) {
 		return Done(), err
 	}
-	if d := acmeclient.RetryAfter(err); d > 0 {
-		logger(ctx).Info("CA asked to wait", "retry_after", d, "err", err)
-		return RetryAfter(d), nil
+	v := acmeclient.Classify(err)
+	switch v.Class {
+	case acmeclient.RetryNow:
+		return RetryAfter(0), nil
+	case acmeclient.Permanent:
+		return r.w.failOrder(ctx, r.order, messages.StateErrored, what+": "+acmeclient.Describe(err))
 	}
-	if acmeclient.IsPermanent(err) {
-		return w.failOrder(ctx, order, messages.StateErrored, what+": "+acmeclient.Describe(err))
+	r.order.Status.Attempts++
+	if r.order.Status.URL != "" {
+		if cerr := r.commit(ctx); cerr != nil {
+			return Done(), cerr
+		}
 	}
-	return Done(), fmt.Errorf("order %s/%s: %s: %w", order.Metadata.Namespace, order.Metadata.Name, what, err)
+	delay := v.After
+	if delay == 0 {
+		delay = backoff(uint64(r.order.Status.Attempts))
+	}
+	logger(ctx).Info("CA error, will retry", "step", what, "err", err, "retry_in", delay)
+	return RetryAfter(delay), nil
 }
 
 func (w *Worker) failOrder(ctx context.Context, order *messages.Order, state messages.State, reason string) (Outcome, error) {
@@ -364,11 +450,12 @@ func (w *Worker) failOrder(ctx context.Context, order *messages.Order, state mes
 	order.Status.State = state
 	order.Status.Reason = reason
 	order.Status.FailureTime = &now
+	order.Status.Attempts = 0
 	if err := w.store.Update(ctx, order); err != nil {
 		return Done(), err
 	}
 	w.record(ctx, order, messages.EventWarning, messages.ReasonErrOrder, reason)
-	return Done(), w.wakeRequest(ctx, order)
+	return w.orderFinal(ctx, order)
 }
 
 func (w *Worker) wakeRequest(ctx context.Context, order *messages.Order) error {
@@ -376,5 +463,5 @@ func (w *Worker) wakeRequest(ctx context.Context, order *messages.Order) error {
 	if o == nil {
 		return nil
 	}
-	return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificateRequest, Namespace: o.Namespace, Name: o.Name, Action: messages.ActionChild, Cause: order.Metadata.Name}, incarnation(&order.Metadata)+"-"+string(order.Status.State))
+	return w.publish(ctx, messages.KindCertificateRequest, o.Namespace, o.Name, messages.ActionChild, order.Metadata.Name, incarnation(&order.Metadata)+"-"+string(order.Status.State))
 }

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/acmeq/acmeq/internal/store"
 )
 
 // outcomeKind says what a handler wants done with its message.
@@ -37,22 +35,19 @@ func RetryAfter(d time.Duration) Outcome { return Outcome{kind: outcomeRetry, de
 // Poison terminates the message; it is kept as a dead letter.
 func Poison(reason string) Outcome { return Outcome{kind: outcomePoison, reason: reason} }
 
-// backoff for transient errors, by delivery count: 200ms, 400ms, ... 30s.
-func backoff(delivered uint64) time.Duration {
-	d := 200 * time.Millisecond
-	for i := uint64(1); i < delivered && d < 30*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 30*time.Second)
+// backoff for the n-th consecutive failure (from 1): 200ms, 400ms, ...
+// capped at 30s.
+func backoff(n uint64) time.Duration {
+	return doubling(200*time.Millisecond, 30*time.Second, n)
 }
 
-// errorOutcome maps a handler error to an outcome: a lost CAS race is
-// retried at once; anything else with backoff.
-func errorOutcome(err error, delivered uint64) Outcome {
-	if errors.Is(err, store.ErrConflict) {
-		return RetryAfter(0)
+// doubling returns first, doubled n-1 times, capped at limit.
+func doubling(first, limit time.Duration, n uint64) time.Duration {
+	d := first
+	for i := uint64(1); i < n && d < limit; i++ {
+		d *= 2
 	}
-	return RetryAfter(backoff(delivered))
+	return min(d, limit)
 }
 
 // isShutdown reports an error caused by our own shutdown: the message goes

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -9,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"crypto/x509"
 
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
@@ -20,7 +19,8 @@ import (
 // again.
 const IssuerNotReadyRetry = 5 * time.Second
 
-// OrderName is cert-manager's naming: <request>-<hash of the order spec>.
+// OrderName is cert-manager's naming: <request>-<hash of the order spec>,
+// shortened with a hash when too long (messages.DerivedName).
 func OrderName(crName string, spec messages.OrderSpec) string {
 	h := fnv.New32a()
 	h.Write([]byte(spec.Request))
@@ -30,104 +30,122 @@ func OrderName(crName string, spec messages.OrderSpec) string {
 		h.Write([]byte{0})
 		h.Write([]byte(n))
 	}
-	return crName + "-" + strconv.FormatUint(uint64(h.Sum32()), 10)
+	if spec.Duration != nil {
+		h.Write([]byte(spec.Duration.String()))
+	}
+	h.Write([]byte(spec.Replaces))
+	return messages.DerivedName(crName, "-"+strconv.FormatUint(uint64(h.Sum32()), 10))
 }
 
 func orderSpecFor(cr *messages.CertificateRequest) (messages.OrderSpec, error) {
-	blk, _ := pem.Decode([]byte(cr.Spec.Request))
-	if blk == nil {
-		return messages.OrderSpec{}, errors.New("spec.request: no PEM CERTIFICATE REQUEST")
-	}
-	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	csr, err := parseCSR(cr.Spec.Request)
 	if err != nil {
-		return messages.OrderSpec{}, fmt.Errorf("spec.request: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return messages.OrderSpec{}, fmt.Errorf("spec.request: %w", err)
+		return messages.OrderSpec{}, err
 	}
 	names := slices.Clone(csr.DNSNames)
 	if len(names) == 0 {
 		return messages.OrderSpec{}, errors.New("spec.request: the CSR has no DNS names")
 	}
-	return messages.OrderSpec{Request: cr.Spec.Request, IssuerRef: cr.Spec.IssuerRef, CommonName: csr.Subject.CommonName, DNSNames: names}, nil
+	return messages.OrderSpec{Request: cr.Spec.Request, IssuerRef: cr.Spec.IssuerRef, CommonName: csr.Subject.CommonName,
+		DNSNames: names, Duration: cr.Spec.Duration, Replaces: cr.Spec.Replaces}, nil
+}
+
+func parseCSR(p string) (*x509.CertificateRequest, error) {
+	blk, _ := pem.Decode([]byte(p))
+	if blk == nil {
+		return nil, errors.New("spec.request: no PEM CERTIFICATE REQUEST")
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("spec.request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("spec.request: %w", err)
+	}
+	return csr, nil
 }
 
 // reconcileRequest creates the Order of a CertificateRequest and mirrors
 // its outcome in the request's Ready condition.
-func (w *Worker) reconcileRequest(ctx context.Context, t messages.Transition, delivered uint64) (Outcome, error) {
+func (w *Worker) reconcileRequest(ctx context.Context, t messages.Transition) (Outcome, error) {
 	cr := &messages.CertificateRequest{}
 	if err := w.store.Get(ctx, t.Namespace, t.Name, cr); err != nil {
 		return Done(), err
 	}
-	ns := cr.Metadata.Namespace
-	wakeCert := func() error {
-		o := cr.Metadata.OwnerReference
-		if o == nil || o.Kind != messages.KindCertificate {
-			return nil
-		}
-		return w.bus.Publish(ctx, messages.Transition{Kind: messages.KindCertificate, Namespace: ns, Name: o.Name, Action: messages.ActionChild, Cause: cr.Metadata.Name}, incarnation(&cr.Metadata)+"-"+readyGeneration(cr.Status.Conditions))
-	}
 	if messages.IsReady(cr.Status.Conditions) || cr.Status.FailureTime != nil {
 		// Final; make sure the owner heard (deduplicated if it did).
-		return Done(), wakeCert()
+		return Done(), w.wakeCertificate(ctx, cr)
 	}
 	spec, err := orderSpecFor(cr)
 	if err != nil {
-		return w.failRequest(ctx, cr, messages.ReasonFailed, fmt.Sprintf("Failed to build order: %v", err), wakeCert)
+		return w.failRequest(ctx, cr, fmt.Sprintf("Failed to build order: %v", err))
 	}
-	orderName := OrderName(cr.Metadata.Name, spec)
-	order := &messages.Order{}
-	err = w.store.Get(ctx, ns, orderName, order)
-	if errors.Is(err, store.ErrNotFound) {
-		iss := &messages.Issuer{}
-		if err := w.store.Get(ctx, ns, cr.Spec.IssuerRef.Name, iss); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return w.pendingRequest(ctx, cr, fmt.Sprintf("Referenced issuer %q not found", cr.Spec.IssuerRef.Name), RetryAfter(IssuerNotReadyRetry))
-			}
-			return Done(), err
-		}
-		if !messages.IsReady(iss.Status.Conditions) {
-			return w.pendingRequest(ctx, cr, fmt.Sprintf("Referenced issuer %q is not ready", iss.Metadata.Name), RetryAfter(IssuerNotReadyRetry))
-		}
-		order = &messages.Order{
-			Metadata: messages.ObjectMeta{Name: orderName, Namespace: ns,
-				OwnerReference: &messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name}},
-			Spec: spec,
-		}
-		if err := w.store.Create(ctx, order); err != nil && !errors.Is(err, store.ErrExists) {
-			return Done(), err
-		} else if err == nil {
-			w.record(ctx, cr, messages.EventNormal, messages.ReasonOrderCreated, fmt.Sprintf("Created Order resource %s/%s", ns, orderName))
-		}
-	} else if err != nil {
-		return Done(), err
+	order, out, err := w.ensureOrder(ctx, cr, spec)
+	if order == nil || err != nil {
+		return out, err
 	}
-	if order.Status.State == "" {
-		// Not started: (re)send its first transition. A crash between the
-		// Create and this publish is healed by the redelivery of our own
-		// message; Nats-Msg-Id drops the duplicate when there was none.
-		if err := w.bus.Publish(ctx, messages.Transition{Kind: messages.KindOrder, Namespace: ns, Name: orderName, Action: messages.ActionCreated}, incarnation(&order.Metadata)); err != nil {
-			return Done(), err
-		}
-	}
+	ns, orderName := cr.Metadata.Namespace, order.Metadata.Name
 	switch {
 	case order.Status.State == messages.StateValid:
-		now := w.cfg.Now().UTC()
-		messages.SetCondition(&cr.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionTrue, Reason: messages.ReasonCertIssued, Message: "Certificate fetched from issuer successfully"}, now)
+		msg := "Certificate fetched from issuer successfully"
+		messages.SetCondition(&cr.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionTrue, Reason: messages.ReasonCertIssued, Message: msg}, w.cfg.Now().UTC())
 		if err := w.store.Update(ctx, cr); err != nil {
 			return Done(), err
 		}
-		w.record(ctx, cr, messages.EventNormal, messages.ReasonCertIssued, "Certificate fetched from issuer successfully")
-		return Done(), wakeCert()
+		w.record(ctx, cr, messages.EventNormal, messages.ReasonCertIssued, msg)
+		return Done(), w.wakeCertificate(ctx, cr)
 	case order.Status.State.Failed():
-		msg := fmt.Sprintf("Failed to wait for order resource %q to become ready: order is in %q state: %s", orderName, order.Status.State, order.Status.Reason)
-		return w.failRequest(ctx, cr, messages.ReasonFailed, msg, wakeCert)
+		return w.failRequest(ctx, cr, fmt.Sprintf("Failed to wait for order resource %q to become ready: order is in %q state: %s", orderName, order.Status.State, order.Status.Reason))
 	}
 	state := order.Status.State
 	if state == "" {
 		state = messages.StatePending
 	}
 	return w.pendingRequest(ctx, cr, fmt.Sprintf("Waiting on certificate issuance from order %s/%s: %q", ns, orderName, state), Done())
+}
+
+// ensureOrder returns the request's Order, creating it (once) when its
+// issuer is ready; a nil order comes with the outcome to report.
+func (w *Worker) ensureOrder(ctx context.Context, cr *messages.CertificateRequest, spec messages.OrderSpec) (*messages.Order, Outcome, error) {
+	ns := cr.Metadata.Namespace
+	orderName := OrderName(cr.Metadata.Name, spec)
+	order := &messages.Order{}
+	err := w.store.Get(ctx, ns, orderName, order)
+	if errors.Is(err, store.ErrNotFound) {
+		iss, err := w.acme.issuer(ctx, ns, cr.Spec.IssuerRef.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			out, err := w.pendingRequest(ctx, cr, fmt.Sprintf("Referenced issuer %q not found", cr.Spec.IssuerRef.Name), RetryAfter(IssuerNotReadyRetry))
+			return nil, out, err
+		}
+		if err != nil {
+			return nil, Done(), err
+		}
+		if !messages.IsReady(iss.Status.Conditions) {
+			out, err := w.pendingRequest(ctx, cr, fmt.Sprintf("Referenced issuer %q is not ready", iss.Metadata.Name), RetryAfter(IssuerNotReadyRetry))
+			return nil, out, err
+		}
+		order = &messages.Order{
+			Metadata: messages.ObjectMeta{Name: orderName, Namespace: ns, Labels: cr.Metadata.Labels,
+				OwnerReference: &messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name}},
+			Spec: spec,
+		}
+		if err := w.store.Create(ctx, order); err != nil && !errors.Is(err, store.ErrExists) {
+			return nil, Done(), err
+		} else if err == nil {
+			w.record(ctx, cr, messages.EventNormal, messages.ReasonOrderCreated, fmt.Sprintf("Created Order resource %s/%s", ns, orderName))
+		}
+	} else if err != nil {
+		return nil, Done(), err
+	}
+	if order.Status.State == "" {
+		// Not started: (re)send its first transition. A crash between the
+		// Create and this publish is healed by the redelivery of our own
+		// message; Nats-Msg-Id drops the duplicate when there was none.
+		if err := w.publish(ctx, messages.KindOrder, ns, orderName, messages.ActionCreated, "", incarnation(&order.Metadata)); err != nil {
+			return nil, Done(), err
+		}
+	}
+	return order, Done(), nil
 }
 
 func (w *Worker) pendingRequest(ctx context.Context, cr *messages.CertificateRequest, msg string, out Outcome) (Outcome, error) {
@@ -139,15 +157,26 @@ func (w *Worker) pendingRequest(ctx context.Context, cr *messages.CertificateReq
 	return out, nil
 }
 
-func (w *Worker) failRequest(ctx context.Context, cr *messages.CertificateRequest, reason, msg string, wake func() error) (Outcome, error) {
+func (w *Worker) failRequest(ctx context.Context, cr *messages.CertificateRequest, msg string) (Outcome, error) {
 	now := w.cfg.Now().UTC()
 	cr.Status.FailureTime = &now
-	messages.SetCondition(&cr.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionFalse, Reason: reason, Message: msg}, now)
+	messages.SetCondition(&cr.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionFalse, Reason: messages.ReasonFailed, Message: msg}, now)
 	if err := w.store.Update(ctx, cr); err != nil {
 		return Done(), err
 	}
 	w.record(ctx, cr, messages.EventWarning, messages.ReasonOrderFailed, msg)
-	return Done(), wake()
+	return Done(), w.wakeCertificate(ctx, cr)
+}
+
+// wakeCertificate tells the request's Certificate that it finished; the
+// message ID is unique per outcome.
+func (w *Worker) wakeCertificate(ctx context.Context, cr *messages.CertificateRequest) error {
+	o := cr.Metadata.OwnerReference
+	if o == nil || o.Kind != messages.KindCertificate {
+		return nil
+	}
+	return w.publish(ctx, messages.KindCertificate, cr.Metadata.Namespace, o.Name, messages.ActionChild, cr.Metadata.Name,
+		incarnation(&cr.Metadata)+"-"+readyGeneration(cr.Status.Conditions))
 }
 
 // readyGeneration makes the wake-up of an owner unique per outcome.

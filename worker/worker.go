@@ -5,6 +5,12 @@
 // applies, does the side effect, commits the status with compare-and-set,
 // publishes the next transition (deduplicated by Nats-Msg-Id), records
 // events and only then acks. A crash anywhere is healed by redelivery.
+//
+// The files follow the resources: executor.go maps messages to handlers and
+// outcomes to the queue; issuer.go, certificate.go (with renewal.go, the
+// renewal policy, and keys.go), request.go, order.go and challenge.go are
+// the reconcilers; maintenance.go is the fleet's background service (reap,
+// grant, resync).
 package worker
 
 import (
@@ -15,7 +21,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -41,10 +46,12 @@ type Worker struct {
 	metrics *metrics
 	http01  *http01.Presenter
 	check   solvers.SelfChecker
+	maint   *Maintenance
+	panics  *panicCounter
+	redis   *healthLog
 
 	stopOnce sync.Once
 	cancel   context.CancelCauseFunc
-	wg       sync.WaitGroup
 	consumes []jetstream.ConsumeContext
 	inflight sync.WaitGroup
 }
@@ -79,10 +86,11 @@ func New(js jetstream.JetStream, st *store.Store, rdb redis.UniversalClient, cfg
 			}
 		}
 	}
+	log := cfg.Logger.With("worker", cfg.Name)
 	w := &Worker{
 		metrics: m,
 		cfg:     cfg,
-		log:     cfg.Logger.With("worker", cfg.Name),
+		log:     log,
 		js:      js,
 		store:   st,
 		bus:     bus.New(js, cfg.Name),
@@ -90,15 +98,23 @@ func New(js jetstream.JetStream, st *store.Store, rdb redis.UniversalClient, cfg
 		rdb:     rdb,
 		acme:    newACMECache(st, m.observeACME),
 		check:   check,
+		panics:  newPanicCounter(),
+		redis:   newHealthLog(log, "redis", cfg.TickInterval),
 	}
+	w.maint = newMaintenance(w)
 	return w, nil
 }
 
 // Scheduler returns the worker's scheduler (for metrics and tests).
 func (w *Worker) Scheduler() *scheduler.Scheduler { return w.sched }
 
+// Maintenance returns the worker's background service: reaper, grant tick
+// and resync (tests run its steps directly).
+func (w *Worker) Maintenance() *Maintenance { return w.maint }
+
 // Start creates what is missing (streams, buckets, consumers) and starts
-// consuming. It returns once consuming has begun.
+// consuming and the maintenance service. It returns once consuming has
+// begun.
 func (w *Worker) Start(ctx context.Context) error {
 	if err := bus.EnsureStreams(ctx, w.js, bus.Config{}); err != nil {
 		return err
@@ -112,49 +128,59 @@ func (w *Worker) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	w.cancel = cancel
 	for _, k := range messages.ReconciledKinds {
-		cons, err := w.js.CreateOrUpdateConsumer(ctx, messages.WorkStream, jetstream.ConsumerConfig{
-			Durable:       ConsumerName(k),
-			Description:   "acmeq " + string(k) + " reconciler, shared by every worker",
-			FilterSubject: messages.WorkFilter(k),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       w.cfg.AckWait,
-			MaxDeliver:    -1,
-			// Delayed retries (self-checks, polls, waits for an issuer)
-			// count as pending acks: no limit, the pull size bounds the
-			// work in hand.
-			MaxAckPending: -1,
-		})
-		if err != nil {
-			return fmt.Errorf("worker: create consumer for %s: %w", k, err)
+		if err := w.consume(ctx, runCtx, k); err != nil {
+			return err
 		}
-		sem := make(chan struct{}, w.cfg.Concurrency)
-		kind := k
-		cc, err := cons.Consume(func(msg jetstream.Msg) {
-			sem <- struct{}{}
-			w.inflight.Add(1)
-			go func() {
-				defer func() { <-sem; w.inflight.Done() }()
-				w.handle(runCtx, kind, msg)
-			}()
-		}, jetstream.PullMaxMessages(w.cfg.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				w.log.Debug("consume", "kind", kind, "err", err)
-			}
-		}))
-		if err != nil {
-			return fmt.Errorf("worker: consume %s: %w", k, err)
-		}
-		w.consumes = append(w.consumes, cc)
 	}
-	w.wg.Add(1)
-	go func() { defer w.wg.Done(); w.tickLoop(runCtx) }()
-	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "cap", w.sched.Config().Cap)
+	if err := w.maint.Start(runCtx); err != nil {
+		return err
+	}
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "cap", w.sched.Config().Cap, "ack_wait", w.cfg.AckWait)
+	return nil
+}
+
+// consume starts the fleet's shared consumer of kind k, handling at most
+// Concurrency messages at once.
+func (w *Worker) consume(ctx, runCtx context.Context, k messages.Kind) error {
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, messages.WorkStream, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(k),
+		Description:   "acmeq " + string(k) + " reconciler, shared by every worker",
+		FilterSubject: messages.WorkFilter(k),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		// Short, so a dead worker's messages come back within seconds; a
+		// busy handler extends it with InProgress at every step.
+		AckWait:    w.cfg.AckWait,
+		MaxDeliver: -1,
+		// Delayed retries (self-checks, polls, waits for an issuer) count
+		// as pending acks: no limit, the pull size bounds the work in hand.
+		MaxAckPending: -1,
+	})
+	if err != nil {
+		return fmt.Errorf("worker: create consumer for %s: %w", k, err)
+	}
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		sem <- struct{}{}
+		w.inflight.Add(1)
+		go func() {
+			defer func() { <-sem; w.inflight.Done() }()
+			w.handle(runCtx, k, msg)
+		}()
+	}, jetstream.PullMaxMessages(w.cfg.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			w.log.Debug("consume", "kind", k, "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("worker: consume %s: %w", k, err)
+	}
+	w.consumes = append(w.consumes, cc)
 	return nil
 }
 
 // Stop drains: no new messages are taken, in-flight handlers finish (or,
 // past the deadline of ctx, are cancelled and their messages nak'ed so
-// another worker takes them at once).
+// another worker takes them at once). The maintenance service stops too.
 func (w *Worker) Stop(ctx context.Context) {
 	w.stopOnce.Do(func() {
 		for _, cc := range w.consumes {
@@ -170,7 +196,7 @@ func (w *Worker) Stop(ctx context.Context) {
 			w.cancel(ErrShutdown)
 		}
 		<-done
-		w.wg.Wait()
+		w.maint.Stop()
 		w.log.Info("worker stopped")
 	})
 }
@@ -183,86 +209,18 @@ func defaultName() string {
 	return fmt.Sprintf("%s-%d", h, os.Getpid())
 }
 
-// handle runs one message through its reconciler and reports the outcome.
-func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.Msg) {
-	var delivered uint64 = 1
-	if md, err := msg.Metadata(); err == nil {
-		delivered = md.NumDelivered
-	}
-	t, err := messages.DecodeTransition(msg.Data())
-	if err == nil && t.Kind != kind {
-		err = fmt.Errorf("%w: kind %q on the %s consumer", messages.ErrMalformed, t.Kind, kind)
-	}
-	if err != nil {
-		w.poison(ctx, kind, msg, t, err.Error())
-		return
-	}
-	start := time.Now()
-	defer func() { w.metrics.handleTime.WithLabelValues(kind.Token()).Observe(time.Since(start).Seconds()) }()
-	log := w.log.With("kind", string(t.Kind), "namespace", t.Namespace, "name", t.Name, "action", string(t.Action))
-	hctx := withLogger(ctx, log)
-	var out Outcome
-	switch kind {
-	case messages.KindIssuer:
-		out, err = w.reconcileIssuer(hctx, t, delivered)
-	case messages.KindCertificate:
-		out, err = w.reconcileCertificate(hctx, t, delivered)
-	case messages.KindCertificateRequest:
-		out, err = w.reconcileRequest(hctx, t, delivered)
-	case messages.KindOrder:
-		out, err = w.reconcileOrder(hctx, t, delivered)
-	case messages.KindChallenge:
-		out, err = w.reconcileChallenge(hctx, t, delivered)
-	}
-	if err != nil {
-		if isShutdown(ctx, err) {
-			_ = msg.Nak()
-			return
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			log.Debug("resource gone, dropping transition", "err", err)
-			out = Done()
-		} else {
-			w.metrics.handled.WithLabelValues(kind.Token(), "error").Inc()
-			out = errorOutcome(err, delivered)
-			log.Warn("reconcile failed, will retry", "err", err, "delivered", delivered, "retry_in", out.delay)
-		}
-	}
-	w.report(ctx, kind, msg, t, out, log)
-}
-
-func (w *Worker) report(ctx context.Context, kind messages.Kind, msg jetstream.Msg, t messages.Transition, out Outcome, log *slog.Logger) {
-	w.metrics.handled.WithLabelValues(kind.Token(), outcomeLabel(out)).Inc()
-	var err error
-	switch out.kind {
-	case outcomeDone:
-		err = msg.Ack()
-	case outcomeRetry:
-		err = nak(msg, out.delay)
-	case outcomePoison:
-		w.poison(ctx, kind, msg, t, out.reason)
-		return
-	}
-	if err != nil && ctx.Err() == nil {
-		log.Warn("report outcome", "err", err)
+// record publishes an event; a failure is logged, not fatal: the status
+// write already happened and is the source of truth.
+func (w *Worker) record(ctx context.Context, obj messages.Object, typ messages.EventType, reason, msg string) {
+	if err := w.bus.Record(ctx, obj, typ, reason, msg); err != nil {
+		logger(ctx).Warn("record event", "reason", reason, "err", err)
 	}
 }
 
-// poison terminates a message that can never be processed, recording a
-// Warning event and keeping it in the dead-letter stream.
-func (w *Worker) poison(ctx context.Context, kind messages.Kind, msg jetstream.Msg, t messages.Transition, reason string) {
-	ctx = context.WithoutCancel(ctx)
-	w.log.Error("poison message", "subject", msg.Subject(), "reason", reason)
-	if err := w.bus.DeadLetter(ctx, kind, msg.Subject(), msg.Data(), reason); err != nil {
-		// Not recorded: leave it to be redelivered rather than lose it.
-		w.log.Error("dead letter failed", "err", err)
-		_ = msg.NakWithDelay(5 * time.Second)
-		return
-	}
-	ref := involvedFromSubject(kind, msg.Subject(), t)
-	_ = w.bus.Record(ctx, ref, messages.EventWarning, messages.ReasonPoisonMessage,
-		fmt.Sprintf("Message on %q could not be processed and was moved to %s: %s", msg.Subject(), messages.DeadLetterStream, reason))
-	_ = msg.TermWithReason(reason)
+// publish sends the next transition of a resource. generation makes the
+// Nats-Msg-Id unique per cause (see messages.Transition.MsgID).
+func (w *Worker) publish(ctx context.Context, k messages.Kind, ns, name string, action messages.Action, cause, generation string) error {
+	return w.bus.Publish(ctx, messages.Transition{Kind: k, Namespace: ns, Name: name, Action: action, Cause: cause}, generation)
 }
 
 type logKey struct{}

@@ -36,7 +36,7 @@ type workerEnv struct {
 	TickInterval      time.Duration `env:"ACMEQ_TICK_INTERVAL" envDefault:"2s"`
 	ResyncInterval    time.Duration `env:"ACMEQ_RESYNC_INTERVAL" envDefault:"5m"`
 	SchedulerAudit    bool          `env:"ACMEQ_SCHEDULER_AUDIT"`
-	FailedRetry       time.Duration `env:"ACMEQ_FAILED_CERTIFICATE_RETRY" envDefault:"1h"`
+	FailureBackoff    time.Duration `env:"ACMEQ_FAILURE_BACKOFF" envDefault:"1h"`
 	HTTP01Port        int           `env:"ACMEQ_HTTP01_SELF_CHECK_PORT" envDefault:"80"`
 	HTTP01ResolveTo   string        `env:"ACMEQ_HTTP01_SELF_CHECK_ADDRESS"`
 	ListenAddr        string        `env:"ACMEQ_LISTEN" envDefault:":9402"`

@@ -41,7 +41,7 @@ func (e workerEnv) config() (worker.Config, error) {
 		SelfCheckInterval: e.SelfCheckInterval,
 		ChallengeTimeout:  e.ChallengeTimeout,
 		ResyncInterval:    e.ResyncInterval,
-		FailedRetry:       e.FailedRetry,
+		FailureBackoff:    e.FailureBackoff,
 		HTTP01Port:        e.HTTP01Port,
 		Scheduler:         scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL, Audit: e.SchedulerAudit},
 	}

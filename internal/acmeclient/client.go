@@ -11,10 +11,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -100,17 +98,17 @@ func NewHTTPClient(o Options) (*http.Client, error) {
 	return &http.Client{Transport: &hookTransport{base: tr, observe: o.Observe}, Timeout: timeout}, nil
 }
 
-// New returns an acme.Client for key at the CA of o. kid is the account
-// URL when known (saves a round trip per request).
-func New(o Options, hc *http.Client, key crypto.Signer, kid string) *acme.Client {
-	return &acme.Client{
+// New returns a Client for key at the CA of o. kid is the account URL when
+// known (saves a round trip per request).
+func New(o Options, hc *http.Client, key crypto.Signer, kid string) *Client {
+	return Wrap(&acme.Client{
 		Key:          key,
 		HTTPClient:   hc,
 		DirectoryURL: o.DirectoryURL,
 		UserAgent:    UserAgent,
 		KID:          acme.KeyID(kid),
 		RetryBackoff: noSleepBackoff,
-	}
+	})
 }
 
 // noSleepBackoff lets the library retry a bad nonce at once (it is a
@@ -179,61 +177,4 @@ func Finalize(ctx context.Context, c *acme.Client, order *acme.Order, csr []byte
 		return nil
 	}
 	return err
-}
-
-// ProblemType returns the ACME problem type of err, or "".
-func ProblemType(err error) string {
-	var ae *acme.Error
-	if errors.As(err, &ae) {
-		return ae.ProblemType
-	}
-	return ""
-}
-
-// RetryAfter returns how long the CA asked us to wait (429, 503 with
-// Retry-After), or 0.
-func RetryAfter(err error) time.Duration {
-	var ae *acme.Error
-	if !errors.As(err, &ae) || ae.Header == nil {
-		return 0
-	}
-	v := ae.Header.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return time.Until(t)
-	}
-	return 0
-}
-
-// IsRateLimited reports an ACME rateLimited problem.
-func IsRateLimited(err error) bool {
-	return strings.HasSuffix(ProblemType(err), ":rateLimited")
-}
-
-// IsPermanent reports a client-side ACME problem (4xx other than 429 and
-// badNonce): retrying the same request will fail the same way.
-func IsPermanent(err error) bool {
-	var ae *acme.Error
-	if !errors.As(err, &ae) {
-		return false
-	}
-	if ae.StatusCode == http.StatusTooManyRequests || strings.HasSuffix(ae.ProblemType, ":badNonce") {
-		return false
-	}
-	return ae.StatusCode >= 400 && ae.StatusCode < 500
-}
-
-// Describe formats an ACME error as users see it in reasons:
-// "400 urn:ietf:params:acme:error:invalidEmail: detail".
-func Describe(err error) string {
-	var ae *acme.Error
-	if errors.As(err, &ae) {
-		return fmt.Sprintf("%d %s: %s", ae.StatusCode, ae.ProblemType, ae.Detail)
-	}
-	return err.Error()
 }

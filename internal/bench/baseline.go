@@ -172,7 +172,7 @@ func newAccount(ctx context.Context, p *stack.Pebble) (*acme.Client, error) {
 		return nil, fmt.Errorf("bench: register: %w", err)
 	}
 	cl.KID = acme.KeyID(acct.URI)
-	return cl, nil
+	return cl.Client, nil
 }
 
 // issue obtains one certificate for names.

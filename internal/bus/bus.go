@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,11 +65,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 	streams := []jetstream.StreamConfig{{
 		Name:        messages.WorkStream,
 		Description: "acmeq transitions: one subject per resource, consumed by the workers",
-		Subjects:    []string{messages.WorkSubjectPrefix + ".>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Duplicates:  cfg.DuplicateWindow,
-		Replicas:    cfg.Replicas,
-		Storage:     jetstream.FileStorage,
+		// Only subjects a consumer reads, and the schedule subjects: a
+		// publish anywhere else is refused, never stored unread.
+		Subjects:   messages.WorkSubjects(),
+		Retention:  jetstream.WorkQueuePolicy,
+		Duplicates: cfg.DuplicateWindow,
+		Replicas:   cfg.Replicas,
+		Storage:    jetstream.FileStorage,
+		// Renewals, ARI checks and back-offs are message schedules
+		// (ADR-51): one pending schedule per Certificate, durable.
+		AllowMsgSchedules: true,
 	}, {
 		Name:        messages.EventStream,
 		Description: "acmeq events (acmeq events -f, acmeq describe)",
@@ -113,7 +120,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 // streamMatches reports whether cur already has the settings acmeq sets.
 func streamMatches(cur, want jetstream.StreamConfig) bool {
 	return slices.Equal(cur.Subjects, want.Subjects) && cur.Retention == want.Retention &&
-		cur.MaxAge == want.MaxAge && cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas
+		cur.MaxAge == want.MaxAge && cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas &&
+		cur.AllowMsgSchedules == want.AllowMsgSchedules
 }
 
 // New returns a Bus; reporter names this process in events.
@@ -169,18 +177,92 @@ func (b *Bus) Record(ctx context.Context, obj messages.Object, typ messages.Even
 
 func (b *Bus) conn() *nats.Conn { return b.js.Conn() }
 
+// Dead-letter headers: what a poison message was, why it was refused, and
+// whether its payload was cut to fit.
+const (
+	HeaderOriginalSubject = "Acmeq-Original-Subject"
+	HeaderReason          = "Acmeq-Reason"
+	HeaderReporter        = "Acmeq-Reporter"
+	// HeaderOriginalSize is the payload's size in bytes before it was
+	// truncated; set only on truncated dead letters.
+	HeaderOriginalSize = "Acmeq-Original-Size"
+	// HeaderTruncated is "true" on a dead letter whose payload was cut to
+	// fit the server's max_payload.
+	HeaderTruncated = "Acmeq-Truncated"
+)
+
+// maxHeaderValue bounds a header value we copy from a message (a subject or
+// a reason can be long and carry anything).
+const maxHeaderValue = 1024
+
 // DeadLetter keeps a poison message with its payload, subject and reason.
+// A payload too large to fit the server's max_payload with the headers is
+// stored truncated, with its original size in Acmeq-Original-Size: a dead
+// letter is always stored, never refused for its size.
 func (b *Bus) DeadLetter(ctx context.Context, kind messages.Kind, subject string, payload []byte, reason string) error {
 	msg := &nats.Msg{
 		Subject: messages.DeadLetterSubject(kind),
 		Data:    payload,
 		Header:  nats.Header{},
 	}
-	msg.Header.Set("Acmeq-Original-Subject", subject)
-	msg.Header.Set("Acmeq-Reason", reason)
-	msg.Header.Set("Acmeq-Reporter", b.reporter)
+	msg.Header.Set(HeaderOriginalSubject, truncateHeader(subject))
+	msg.Header.Set(HeaderReason, truncateHeader(reason))
+	msg.Header.Set(HeaderReporter, truncateHeader(b.reporter))
+	limit := int(b.conn().MaxPayload())
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	// Headers, the subject and the two headers added below, with room to
+	// spare: what is left is for the payload.
+	room := limit - headerSize(msg.Header) - len(msg.Subject) - 256
+	if len(payload) > room {
+		msg.Header.Set(HeaderOriginalSize, strconv.Itoa(len(payload)))
+		msg.Header.Set(HeaderTruncated, "true")
+		msg.Data = payload[:max(room, 0)]
+	}
 	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("bus: dead letter for %s: %w", subject, err)
+		return fmt.Errorf("bus: dead letter for %s: %w", truncateHeader(subject), err)
+	}
+	return nil
+}
+
+func headerSize(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// truncateHeader keeps a header value printable on one line and bounded.
+func truncateHeader(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxHeaderValue {
+		s = s[:maxHeaderValue] + "..."
+	}
+	return s
+}
+
+// Schedule asks the server to publish t at (or as soon after) at, as a
+// JetStream message schedule on the resource's schedule subject. There is
+// one pending schedule per resource: a new one replaces the previous. A
+// time in the past fires at once.
+func (b *Bus) Schedule(ctx context.Context, t messages.Transition, at time.Time) error {
+	t.Version = messages.MessageVersion
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("bus: encode transition for %s %s/%s: %w", t.Kind, t.Namespace, t.Name, err)
+	}
+	subject := messages.ScheduleSubject(t.Kind, t.Namespace, t.Name)
+	if _, err := b.js.Publish(ctx, subject, data, jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(t.Subject())); err != nil {
+		return fmt.Errorf("bus: schedule %s for %s %s/%s at %s: %w", t.Action, t.Kind, t.Namespace, t.Name, at.UTC().Format(time.RFC3339), err)
 	}
 	return nil
 }

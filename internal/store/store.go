@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,12 +36,24 @@ type Config struct {
 	Replicas int
 }
 
+// MarkerTTL is how long the marker a deleted resource leaves in its bucket
+// is kept (for watchers that were away); then it is gone, so a bucket holds
+// the resources that exist and no history of the deleted ones.
+const MarkerTTL = time.Hour
+
 // Store reads and writes resources.
 type Store struct {
 	js     jetstream.JetStream
 	kvs    map[messages.Kind]jetstream.KeyValue
 	sealer *Sealer
 	now    func() time.Time
+	// markerTTL is set for buckets created with LimitMarkerTTL (older
+	// buckets keep their delete markers).
+	markerTTL map[messages.Kind]bool
+
+	ownersOnce sync.Once
+	ownersKV   jetstream.KeyValue
+	ownersErr  error
 }
 
 // Open creates the buckets if needed (idempotent) and returns a Store.
@@ -48,21 +61,26 @@ func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Confi
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	s := &Store{js: js, kvs: map[messages.Kind]jetstream.KeyValue{}, sealer: sealer, now: time.Now}
+	s := &Store{js: js, kvs: map[messages.Kind]jetstream.KeyValue{}, sealer: sealer, now: time.Now, markerTTL: map[messages.Kind]bool{}}
 	kinds := append([]messages.Kind{messages.KindSecret}, messages.ReconciledKinds...)
 	for _, k := range kinds {
 		// An existing bucket is used as it is (an operator may have raised
 		// its replicas); creating is idempotent across racing workers.
 		if kv, err := js.KeyValue(ctx, k.Bucket()); err == nil {
 			s.kvs[k] = kv
+			if st, err := kv.Status(ctx); err == nil && st.LimitMarkerTTL() > 0 {
+				s.markerTTL[k] = true
+			}
 			continue
 		}
 		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      k.Bucket(),
-			Description: "acmeq " + string(k) + " resources",
-			History:     1,
-			Replicas:    cfg.Replicas,
+			Bucket:         k.Bucket(),
+			Description:    "acmeq " + string(k) + " resources",
+			History:        1,
+			Replicas:       cfg.Replicas,
+			LimitMarkerTTL: MarkerTTL,
 		})
+		s.markerTTL[k] = err == nil
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			// Created meanwhile by another worker with other settings:
 			// use it as it is.
@@ -126,6 +144,23 @@ func encode(obj messages.Object) ([]byte, error) {
 	return b, err
 }
 
+// Exists reports whether a resource of kind k is stored under ns/name,
+// without decoding (or, for Secrets, opening) it.
+func (s *Store) Exists(ctx context.Context, k messages.Kind, ns, name string) (bool, error) {
+	kv, err := s.kv(k)
+	if err != nil {
+		return false, err
+	}
+	_, err = kv.Get(ctx, messages.Key(ns, name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: get %s: %w", describe(k, ns, name), err)
+	}
+	return true, nil
+}
+
 // Create stores a new resource; ErrExists if the key is taken. It fills in
 // apiVersion, kind and the creation timestamp when unset.
 func (s *Store) Create(ctx context.Context, obj messages.Object) error {
@@ -179,13 +214,19 @@ func (s *Store) Update(ctx context.Context, obj messages.Object) error {
 	return nil
 }
 
-// Delete removes a resource; deleting a missing one is not an error.
+// Delete removes a resource; deleting a missing one is not an error. The
+// key is purged: its marker expires after MarkerTTL, so deleted resources
+// cost nothing in the bucket afterwards.
 func (s *Store) Delete(ctx context.Context, k messages.Kind, ns, name string) error {
 	kv, err := s.kv(k)
 	if err != nil {
 		return err
 	}
-	if err := kv.Delete(ctx, messages.Key(ns, name)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	var opts []jetstream.KVDeleteOpt
+	if s.markerTTL[k] {
+		opts = append(opts, jetstream.PurgeTTL(MarkerTTL))
+	}
+	if err := kv.Purge(ctx, messages.Key(ns, name), opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("store: delete %s: %w", describe(k, ns, name), err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package stacktest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/acmeq/acmeq/internal/stack"
 )
@@ -19,4 +20,24 @@ func New(t testing.TB, httpPort int) *stack.Stack {
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// Eventually polls cond every 20ms until it returns nil, and fails the test
+// with cond's last error if that has not happened within timeout. It is the
+// one way tests wait for something: never a bare sleep.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", timeout, err)
+		}
+		<-tick.C
+	}
 }
