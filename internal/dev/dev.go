@@ -66,7 +66,20 @@ type Options struct {
 	// for names in that zone (see DNS01), and creates the issuer
 	// DNS01IssuerName with an rfc2136 DNS-01 solver.
 	DNS01 bool
+	// CertValidity, when set, makes Pebble issue certificates valid this
+	// long (one profile, ShortLivedProfile), so renewals can be watched:
+	// `acmeq dev --cert-validity 60s`. Pebble's precision is a second.
+	CertValidity time.Duration
+	// Pebble holds further Pebble settings (EAB, nonce rejects, profiles);
+	// its ports, DNS and logger are dev's.
+	Pebble stack.PebbleConfig
+	// Configure, if set, adjusts each worker's configuration before it
+	// starts (tests scale back-offs, set clocks).
+	Configure func(*worker.Config)
 }
+
+// ShortLivedProfile is the Pebble profile of Options.CertValidity.
+const ShortLivedProfile = "shortlived"
 
 // Env is a running dev stack.
 type Env struct {
@@ -112,10 +125,14 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if o.PebbleLog != nil {
 		pebbleLog = log.New(o.PebbleLog, "pebble ", log.LstdFlags)
 	}
+	pc := o.Pebble
+	if o.CertValidity > 0 {
+		pc.Profiles = map[string]stack.PebbleProfile{ShortLivedProfile: {Description: "acmeq dev --cert-validity", Validity: o.CertValidity}}
+	}
 	if o.DNS01 {
-		env.Stack, env.DNS01, err = startDNS01Stack(o.Dir, httpPort, pebbleLog)
+		env.Stack, env.DNS01, err = startDNS01Stack(o.Dir, httpPort, pebbleLog, pc)
 	} else {
-		env.Stack, err = stack.Start(o.Dir, httpPort, pebbleLog)
+		env.Stack, err = stack.StartWithPebble(o.Dir, httpPort, pebbleLog, pc)
 	}
 	if err != nil {
 		ln.Close()
@@ -173,7 +190,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 			wnc.Close()
 			return nil, err
 		}
-		w, err := worker.New(wjs, wst, rdb, worker.Config{
+		cfg := worker.Config{
 			Name:              name,
 			HTTP01Port:        httpPort,
 			Resolve:           worker.ResolveTo("127.0.0.1"),
@@ -181,7 +198,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 			Scheduler:         scheduler.Config{Cap: o.Cap},
 			Logger:            o.Logger.With("worker", name),
 			Registerer:        registererFor(i, o.Registerer),
-		})
+		}
+		if o.Configure != nil {
+			o.Configure(&cfg)
+		}
+		w, err := worker.New(wjs, wst, rdb, cfg)
 		if err != nil {
 			wnc.Close()
 			return nil, err

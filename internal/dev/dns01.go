@@ -58,7 +58,7 @@ type DNS01 struct {
 // startDNS01Stack starts what stack.Start starts, in the same order and
 // with the same directories, plus BIND (in dir/bind), with Pebble's VA
 // resolving through a DNS01 front instead of the stack's DNS server.
-func startDNS01Stack(dir string, httpPort int, logger *log.Logger) (s *stack.Stack, d *DNS01, err error) {
+func startDNS01Stack(dir string, httpPort int, logger *log.Logger, pc stack.PebbleConfig) (s *stack.Stack, d *DNS01, err error) {
 	s = &stack.Stack{Dir: dir}
 	defer func() {
 		if err != nil {
@@ -83,12 +83,8 @@ func startDNS01Stack(dir string, httpPort int, logger *log.Logger) (s *stack.Sta
 	if s.Redis, err = stack.StartRedis(filepath.Join(dir, "redis")); err != nil {
 		return nil, nil, err
 	}
-	s.Pebble, err = stack.StartPebble(stack.PebbleConfig{
-		HTTPPort: httpPort,
-		TLSPort:  pebbleTLSALPNPort,
-		DNSAddr:  d.Addr,
-		Logger:   logger,
-	})
+	pc.HTTPPort, pc.TLSPort, pc.DNSAddr, pc.Logger = httpPort, pebbleTLSALPNPort, d.Addr, logger
+	s.Pebble, err = stack.StartPebble(pc)
 	if err != nil {
 		return nil, nil, err
 	}

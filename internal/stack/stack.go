@@ -37,6 +37,12 @@ type Stack struct {
 // are stopped. logger receives Pebble's logs and errors from Close; nil
 // discards them.
 func Start(dir string, httpPort int, logger *log.Logger) (*Stack, error) {
+	return StartWithPebble(dir, httpPort, logger, PebbleConfig{})
+}
+
+// StartWithPebble is Start with Pebble's other settings (profiles, EAB,
+// nonce rejects) from pc; its ports, DNS and logger are Start's.
+func StartWithPebble(dir string, httpPort int, logger *log.Logger, pc PebbleConfig) (*Stack, error) {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
@@ -53,12 +59,8 @@ func Start(dir string, httpPort int, logger *log.Logger) (*Stack, error) {
 		s.Close()
 		return nil, err
 	}
-	s.Pebble, err = StartPebble(PebbleConfig{
-		HTTPPort: httpPort,
-		TLSPort:  tlsALPNPort,
-		DNSAddr:  s.DNS.Addr,
-		Logger:   logger,
-	})
+	pc.HTTPPort, pc.TLSPort, pc.DNSAddr, pc.Logger = httpPort, tlsALPNPort, s.DNS.Addr, logger
+	s.Pebble, err = StartPebble(pc)
 	if err != nil {
 		s.Close()
 		return nil, err
