@@ -177,8 +177,11 @@ func (r *certRun) facts(ctx context.Context) (certFacts, error) {
 // back-off. The failed request stays until the retry replaces it.
 func (r *certRun) recordFailure(ctx context.Context, cr *messages.CertificateRequest) (Outcome, error) {
 	st := &r.cert.Status
-	if st.LastFailureTime != nil && !st.LastFailureTime.Before(*cr.Status.FailureTime) {
-		// Recorded; this is the retry, due after the back-off.
+	recorded := st.LastFailureTime != nil && !st.LastFailureTime.Before(*cr.Status.FailureTime)
+	renewAsked := st.RenewRequestedTime != nil && st.RenewRequestedTime.After(*cr.Status.FailureTime)
+	if recorded || renewAsked {
+		// This is the retry: due after the back-off, or at once when a
+		// renewal was asked for since the failure.
 		return r.retryFailed(ctx, cr)
 	}
 	msg := "The CertificateRequest failed"
@@ -266,10 +269,15 @@ func (r *certRun) upToDate(ctx context.Context) (Outcome, error) {
 }
 
 // schedule asks for a wake-up at at (at least minTimerDelay ahead): one
-// pending schedule per Certificate, replaced by every new one.
+// pending schedule per Certificate, replaced by every new one. Schedules
+// have a precision of a second: at is rounded up, so the wake-up never
+// comes before the time it is for.
 func (r *certRun) schedule(ctx context.Context, at time.Time) error {
 	if min := r.now.Add(minTimerDelay); at.Before(min) {
 		at = min
+	}
+	if t := at.Truncate(time.Second); !t.Equal(at) {
+		at = t.Add(time.Second)
 	}
 	return r.w.bus.Schedule(ctx, messages.Transition{Kind: messages.KindCertificate, Namespace: r.ns(), Name: r.name(), Action: messages.ActionTimer}, at)
 }
@@ -510,7 +518,7 @@ func (r *certRun) refreshARI(ctx context.Context) bool {
 			if wait <= 0 {
 				wait = r.w.cfg.ARIRetry
 			}
-			ri.NextCheck = r.now.Add(wait)
+			ri.NextCheck = r.now.Add(min(wait, r.w.cfg.ARICheckMax))
 			if st.RenewalTime == nil || st.RenewalTime.Before(ri.WindowStart) || !st.RenewalTime.Before(ri.WindowEnd) {
 				t := ARIRenewalTime(ri.WindowStart, ri.WindowEnd, st.SerialNumber)
 				st.RenewalTime = &t
@@ -518,8 +526,9 @@ func (r *certRun) refreshARI(ctx context.Context) bool {
 			return true
 		}
 	}
-	logger(ctx).Info("ACME renewal info not fetched; asking again later", "err", err, "retry_in", r.w.cfg.ARIRetry)
-	ri.NextCheck = r.now.Add(r.w.cfg.ARIRetry)
+	wait := min(r.w.cfg.ARIRetry, r.w.cfg.ARICheckMax)
+	logger(ctx).Info("ACME renewal info not fetched; asking again later", "err", err, "retry_in", wait)
+	ri.NextCheck = r.now.Add(wait)
 	return true
 }
 

@@ -51,6 +51,9 @@ const (
 	// fetched is asked again (and the default re-check when the CA sends
 	// no Retry-After).
 	ARIRetryDefault = 6 * time.Hour
+	// ARICheckMaxDefault bounds the wait between two checks of a
+	// certificate's renewal window, whatever Retry-After the CA sends.
+	ARICheckMaxDefault = 24 * time.Hour
 )
 
 // Config configures a Worker. The environment is read in cmd/acmeq; tests
@@ -94,6 +97,9 @@ type Config struct {
 	// ARIRetry is how soon a renewal window that could not be fetched is
 	// asked again. Defaults to ARIRetryDefault.
 	ARIRetry time.Duration
+	// ARICheckMax bounds the wait between two checks of a renewal window,
+	// whatever the CA's Retry-After. Defaults to ARICheckMaxDefault.
+	ARICheckMax time.Duration
 	// MaxPanics of a handler on one message before it is dead-lettered.
 	// Defaults to MaxPanicsDefault.
 	MaxPanics int
@@ -131,6 +137,7 @@ func (c *Config) defaults() {
 	setDefault(&c.FailureBackoff, FailureBackoffDefault)
 	setDefault(&c.FailureBackoffMax, FailureBackoffMaxDefault)
 	setDefault(&c.ARIRetry, ARIRetryDefault)
+	setDefault(&c.ARICheckMax, ARICheckMaxDefault)
 	setDefault(&c.MaxPanics, MaxPanicsDefault)
 	setDefault(&c.HTTP01Port, HTTP01PortDefault)
 	if c.Logger == nil {

@@ -35,8 +35,9 @@ const (
 const ConditionIssuing = "Issuing"
 
 // clockSkew is how early a scheduled time counts as due: the server fires
-// schedules by its clock, the worker decides by its own.
-const clockSkew = time.Second
+// schedules by its clock (rounded up to the second, see schedule), the
+// worker decides by its own.
+const clockSkew = 100 * time.Millisecond
 
 // minTimerDelay is the shortest time ahead a wake-up is scheduled, so a
 // worker whose clock lags the server's cannot make a schedule fire in a

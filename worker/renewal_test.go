@@ -109,7 +109,7 @@ func TestDecide(t *testing.T) {
 		{"up to date", issued(nil), facts, "", 0, "", ""},
 		{"secret deleted", issued(nil), certFacts{now: now, backoff: backoff}, reasonDoesNotExist, 0, "", "Secret does not exist"},
 		{"renewal due", issued(func(s *messages.CertificateStatus) { s.RenewalTime = timep(now.Add(-time.Minute)) }), facts, reasonRenewing, 0, "", "Renewing certificate as renewal was scheduled at 2026-12-03T11:59:00Z"},
-		{"renewal due within the clock skew", issued(func(s *messages.CertificateStatus) { s.RenewalTime = timep(now.Add(500 * time.Millisecond)) }), facts, reasonRenewing, 0, "", "Renewing"},
+		{"renewal due within the clock skew", issued(func(s *messages.CertificateStatus) { s.RenewalTime = timep(now.Add(50 * time.Millisecond)) }), facts, reasonRenewing, 0, "", "Renewing"},
 		{"expired", issued(func(s *messages.CertificateStatus) { s.NotAfter = timep(now.Add(-time.Hour)) }), facts, reasonExpired, 0, "", "Certificate expired on Thu, 03 Dec 2026 11:00:00 UTC"},
 		{"spec changed", issued(func(s *messages.CertificateStatus) { s.IssuedSpecHash = "other" }), facts, reasonRequestChanged, 0, "", "have changed"},
 		{"first failure backs off 1h", issued(func(s *messages.CertificateStatus) {

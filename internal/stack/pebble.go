@@ -69,6 +69,10 @@ type PebbleConfig struct {
 	// EABKeys are the External Account Binding keys Pebble accepts, key ID
 	// to base64url HMAC key (as cmd/pebble's externalAccountMACKeys).
 	EABKeys map[string]string
+	// BlockedDomains are refused by policy at new-order (the problem
+	// rejectedIdentifier), with their subdomains, as cmd/pebble's
+	// domainBlocklist.
+	BlockedDomains []string
 	// NonceRejectPercent is the share of valid nonces Pebble rejects as
 	// badNonce (PEBBLE_WFE_NONCEREJECT). Defaults to 0.
 	NonceRejectPercent int
@@ -170,6 +174,11 @@ func newPebbleCore(cfg PebbleConfig, logger *log.Logger) (caImpl *ca.CAImpl, wfe
 		}
 	}()
 	store := db.NewMemoryStore()
+	for _, d := range cfg.BlockedDomains {
+		if err := store.AddBlockedDomain(d); err != nil {
+			return nil, nil, fmt.Errorf("stack: pebble: blocked domain %q: %w", d, err)
+		}
+	}
 	for id, key := range cfg.EABKeys {
 		if err := store.AddExternalAccountKeyByID(id, key); err != nil {
 			return nil, nil, fmt.Errorf("stack: pebble: EAB key %q: %w", id, err)
