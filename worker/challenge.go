@@ -364,6 +364,10 @@ func stepAccept(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
 		return r.acmeError(ctx, "Error accepting challenge", err)
 	}
 	transitionAccepted(&r.ch.Status, state)
+	if state.Final() {
+		// Decided already (an earlier delivery accepted before it died).
+		r.verdictEvent(ctx)
+	}
 	if err := r.commit(ctx); err != nil {
 		return stop(Done(), err)
 	}
@@ -373,6 +377,17 @@ func stepAccept(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
 		return stop(RetryAfter(r.w.pollDelay(1)), nil)
 	}
 	return proceed()
+}
+
+// verdictEvent records the CA's verdict on the challenge: DomainVerified,
+// or a Warning with the reason.
+func (r *challengeRun) verdictEvent(ctx context.Context) {
+	s := &r.ch.Status
+	if s.State == messages.StateValid {
+		r.event(ctx, messages.EventNormal, messages.ReasonDomainVerified, fmt.Sprintf("Domain %q verified with %q validation", r.ch.Spec.DNSName, strings.ToLower(r.ch.Spec.Type)))
+		return
+	}
+	r.event(ctx, messages.EventWarning, messages.ReasonFailedCheck, "Accepting challenge authorization failed: "+s.Reason)
 }
 
 // stepWait polls the authorization until the CA has decided.
@@ -395,11 +410,7 @@ func stepWait(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
 		return stop(RetryAfter(r.w.pollDelay(s.Attempts+1)), nil)
 	}
 	transitionFinal(s, st, authzReason(a, r.ch.Spec.URL))
-	if st == messages.StateValid {
-		r.event(ctx, messages.EventNormal, messages.ReasonDomainVerified, fmt.Sprintf("Domain %q verified with %q validation", r.ch.Spec.DNSName, strings.ToLower(r.ch.Spec.Type)))
-	} else {
-		r.event(ctx, messages.EventWarning, messages.ReasonFailedCheck, "Accepting challenge authorization failed: "+s.Reason)
-	}
+	r.verdictEvent(ctx)
 	return proceed()
 }
 

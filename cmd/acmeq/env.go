@@ -28,11 +28,11 @@ type workerEnv struct {
 	RedisURL          string        `env:"ACMEQ_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	Name              string        `env:"ACMEQ_WORKER_NAME"`
 	MaxConcurrent     int           `env:"ACMEQ_MAX_CONCURRENT_CHALLENGES" envDefault:"60"`
-	LeaseTTL          time.Duration `env:"ACMEQ_LEASE_TTL" envDefault:"2m"`
+	LeaseTTL          time.Duration `env:"ACMEQ_LEASE_TTL" envDefault:"30s"`
 	SelfCheckInterval time.Duration `env:"ACMEQ_SELF_CHECK_INTERVAL" envDefault:"10s"`
 	ChallengeTimeout  time.Duration `env:"ACMEQ_CHALLENGE_TIMEOUT" envDefault:"1h"`
 	Concurrency       int           `env:"ACMEQ_CONCURRENCY" envDefault:"16"`
-	AckWait           time.Duration `env:"ACMEQ_ACK_WAIT" envDefault:"60s"`
+	AckWait           time.Duration `env:"ACMEQ_ACK_WAIT" envDefault:"10s"`
 	TickInterval      time.Duration `env:"ACMEQ_TICK_INTERVAL" envDefault:"2s"`
 	ResyncInterval    time.Duration `env:"ACMEQ_RESYNC_INTERVAL" envDefault:"5m"`
 	SchedulerAudit    bool          `env:"ACMEQ_SCHEDULER_AUDIT"`
