@@ -359,12 +359,13 @@ func stepAccept(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
 	if err != nil {
 		return stop(Done(), err)
 	}
-	state, err := accept(ctx, cl, r.ch)
+	state, reason, err := accept(ctx, cl, r.ch)
 	if err != nil {
 		return r.acmeError(ctx, "Error accepting challenge", err)
 	}
 	transitionAccepted(&r.ch.Status, state)
 	if state.Final() {
+		r.ch.Status.Reason = reason
 		// Decided already (an earlier delivery accepted before it died).
 		r.verdictEvent(ctx)
 	}
@@ -468,18 +469,18 @@ func (r *challengeRun) acmeError(ctx context.Context, what string, err error) (b
 
 // accept tells the CA to validate. If an earlier delivery accepted already
 // (the CA says the authorization is not pending), it returns the
-// authorization's state instead of failing.
-func accept(ctx context.Context, cl *acmeclient.Client, ch *messages.Challenge) (messages.State, error) {
+// authorization's state and reason instead of failing.
+func accept(ctx context.Context, cl *acmeclient.Client, ch *messages.Challenge) (messages.State, string, error) {
 	c, err := cl.Accept(ctx, &acme.Challenge{URI: ch.Spec.URL, Type: strings.ToLower(ch.Spec.Type), Token: ch.Spec.Token})
 	if err == nil {
 		progress(ctx)
-		return messages.State(c.Status), nil
+		return messages.State(c.Status), "", nil
 	}
 	a, gerr := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
 	if gerr == nil && a.Status != acme.StatusPending {
-		return messages.State(a.Status), nil
+		return messages.State(a.Status), authzReason(a, ch.Spec.URL), nil
 	}
-	return "", err
+	return "", "", err
 }
 
 // pollDelay is the wait before the n-th poll (from 1) of a CA that is
