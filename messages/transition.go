@@ -67,7 +67,7 @@ func (t Transition) MsgID(generation string) string {
 func DecodeTransition(data []byte) (Transition, error) {
 	var t Transition
 	if err := json.Unmarshal(data, &t); err != nil {
-		return t, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return t, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if t.Version != MessageVersion {
 		return t, fmt.Errorf("%w: unsupported version v=%d (this worker speaks v=%d)", ErrMalformed, t.Version, MessageVersion)
@@ -76,10 +76,10 @@ func DecodeTransition(data []byte) (Transition, error) {
 		return t, fmt.Errorf("%w: unknown kind %q", ErrMalformed, t.Kind)
 	}
 	if err := ValidateObjectName("namespace", t.Namespace); err != nil {
-		return t, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return t, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if err := ValidateObjectName("name", t.Name); err != nil {
-		return t, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return t, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return t, nil
 }

@@ -134,4 +134,3 @@ func firstAfter(evs []messages.Event, name string, t time.Time) *messages.Event 
 	}
 	return nil
 }
-

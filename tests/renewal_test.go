@@ -262,7 +262,7 @@ func TestSpecChangesReissueOnce(t *testing.T) {
 	for _, st := range steps {
 		st.change(&cert.Spec)
 		apply()
-		c = waitIssued(t, ctx, env, "spec", rev+1, time.Minute)
+		waitIssued(t, ctx, env, "spec", rev+1, time.Minute)
 		waitQueueDrained(t, ctx, env)
 		c = certificate(t, ctx, env, "spec")
 		if c.Status.Revision != rev+1 {

@@ -284,12 +284,11 @@ type healthLog struct {
 	name  string
 	first time.Duration
 
-	mu         sync.Mutex
-	down       bool
-	failures   int
-	next       time.Time
-	backoff    time.Duration
-	lastReport time.Time
+	mu       sync.Mutex
+	down     bool
+	failures int
+	next     time.Time
+	backoff  time.Duration
 }
 
 func newHealthLog(log *slog.Logger, name string, first time.Duration) *healthLog {

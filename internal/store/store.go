@@ -247,7 +247,7 @@ func (s *Store) List(ctx context.Context, k messages.Kind, ns string) ([]message
 	if err != nil {
 		return nil, fmt.Errorf("store: list %s: %w", k, err)
 	}
-	defer w.Stop()
+	defer func() { _ = w.Stop() }()
 	var out []messages.Object
 	for e := range w.Updates() {
 		if e == nil {
