@@ -43,6 +43,7 @@ const (
 	ActionRetry     Action = "retry"     // a user asked for a retry (delete order)
 	ActionRenew     Action = "renew"     // a user asked for a renewal (acmeq renew)
 	ActionTimer     Action = "timer"     // a scheduled wake-up fired (renewal, ARI check, back-off, expiry)
+	ActionRevoke    Action = "revoke"    // a user asked to revoke the current certificate; Cause is "<serial>/<reason>"
 )
 
 // ErrMalformed marks a message that can never be processed.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/acmeq/acmeq/internal/acmeclient"
@@ -73,6 +74,9 @@ func (w *Worker) reconcileCertificate(ctx context.Context, t messages.Transition
 	}
 	r := &certRun{w: w, cert: cert, now: w.cfg.Now().UTC(),
 		ref: messages.ObjectReference{Kind: messages.KindCertificate, Namespace: cert.Metadata.Namespace, Name: cert.Metadata.Name}}
+	if t.Action == messages.ActionRevoke {
+		return r.revoke(ctx, t.Cause)
+	}
 	next, err := r.nextRequest(ctx)
 	if err != nil || next != nil {
 		return r.inFlight(ctx, next, err)
@@ -599,4 +603,59 @@ func removeCondition(conds *[]messages.Condition, typ string) {
 		}
 	}
 	*conds = out
+}
+
+// revoke revokes the certificate in the Secret at the CA, signed with the
+// issuer's account key (RFC 8555 §7.6), if it is still the one the user
+// named (cause "<serial>/<reason>"). The Certificate then is not renewed or
+// re-issued until `acmeq renew`.
+func (r *certRun) revoke(ctx context.Context, cause string) (Outcome, error) {
+	serial, reason, ok := strings.Cut(cause, "/")
+	code, err := acmeclient.ParseRevocationReason(reason)
+	if !ok || serial == "" || err != nil {
+		return Poison(fmt.Sprintf("revoke: cause %q is not <serial>/<reason>: %v", truncate(cause, 128), err)), nil
+	}
+	st := &r.cert.Status
+	if rv := st.Revocation; rv != nil && rv.SerialNumber == serial {
+		return Done(), nil
+	}
+	if st.SerialNumber != serial {
+		r.w.record(ctx, r.cert, messages.EventWarning, messages.ReasonRevoked,
+			fmt.Sprintf("Certificate %s was not revoked: it is no longer the certificate in the Secret (now %q)", serial, st.SerialNumber))
+		return Done(), nil
+	}
+	data, err := r.w.store.GetSecret(ctx, r.ns(), r.cert.Spec.SecretName)
+	if err != nil {
+		return Done(), fmt.Errorf("certificate %s/%s: revoke: read Secret: %w", r.ns(), r.name(), err)
+	}
+	leaf, err := parseLeaf(data[messages.SecretTLSCert])
+	if err != nil || leaf.SerialNumber.Text(16) != serial {
+		return Done(), fmt.Errorf("certificate %s/%s: revoke: the Secret does not hold certificate %s", r.ns(), r.name(), serial)
+	}
+	cl, _, err := r.w.acme.client(ctx, r.ns(), r.cert.Spec.IssuerRef)
+	if err != nil {
+		return Done(), err
+	}
+	if err := cl.RevokeCert(ctx, nil, leaf.Raw, code); err != nil && !acmeclient.HasProblem(err, acmeclient.ProblemAlreadyRevoked) {
+		switch v := acmeclient.Classify(err); v.Class {
+		case acmeclient.Permanent:
+			r.w.record(ctx, r.cert, messages.EventWarning, messages.ReasonRevoked, "Failed to revoke certificate "+serial+": "+acmeclient.Describe(err))
+			return Done(), nil
+		case acmeclient.RetryNow:
+			return RetryAfter(0), nil
+		default:
+			return RetryAfter(max(v.After, time.Second)), nil
+		}
+	}
+	if reason == "" {
+		reason = "unspecified"
+	}
+	st.Revocation = &messages.Revocation{SerialNumber: serial, Reason: reason, Time: r.now}
+	msg := fmt.Sprintf("Certificate %s was revoked at the CA (%s)", serial, reason)
+	r.setCondition(messages.ConditionReady, messages.ConditionFalse, reasonRevoked, msg+"; run `acmeq renew` to issue a new one")
+	if err := r.commit(ctx); err != nil {
+		return Done(), err
+	}
+	r.w.record(ctx, r.cert, messages.EventNormal, messages.ReasonRevoked, msg)
+	return Done(), nil
 }
