@@ -27,7 +27,7 @@ var buildOnce struct {
 	out  []byte
 }
 
-func acmeqBinary(t *testing.T) string {
+func acmeqBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "acmeq-bin-")
@@ -70,7 +70,7 @@ func (s *syncBuffer) String() string {
 
 // startWorker runs `acmeq worker` against env in its own process group; it
 // dies with the test (Pdeathsig) and is killed at cleanup.
-func startWorker(t *testing.T, env *dev.Env, name string, extra ...string) *workerProc {
+func startWorker(t testing.TB, env *dev.Env, name string, extra ...string) *workerProc {
 	t.Helper()
 	cmd := exec.Command(acmeqBinary(t), "worker")
 	cmd.Env = append(os.Environ(),

@@ -194,7 +194,7 @@ func startFleet(t *testing.T, env *dev.Env, n int, prefix string, extra ...strin
 }
 
 // waitStarted waits until the worker logs that it consumes.
-func waitStarted(t *testing.T, p *workerProc) {
+func waitStarted(t testing.TB, p *workerProc) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(p.out.String(), "worker started") {
