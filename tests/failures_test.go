@@ -2,6 +2,7 @@ package tests
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,10 +59,23 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 		{"acmeq.work.order.default.broken", `{"v":1,"kind":`, "malformed message"},
 		{"acmeq.work.challenge.default.future", `{"v":99,"kind":"Challenge","namespace":"default","name":"future","action":"scheduled"}`, "unsupported version v=99"},
 		{"acmeq.work.certificate.default.wrong-kind", `{"v":1,"kind":"Order","namespace":"default","name":"wrong-kind","action":"apply"}`, `kind "Order" on the Certificate consumer`},
+		// A payload naming another resource than its subject: the event
+		// goes to the subject's resource, never the payload's.
+		{"acmeq.work.certificate.default.decoy", `{"v":1,"kind":"Certificate","namespace":"other","name":"victim","action":"apply"}`, `names Certificate other/victim but was published on "acmeq.work.certificate.default.decoy"`},
+		// Just under the server's 1 MiB limit: the dead letter adds headers,
+		// so its payload is truncated, with the original size noted.
+		{"acmeq.work.order.default.huge", `{"v":1,"kind":"Order","x":"` + strings.Repeat("a", 1<<20-300) + `"}`, "malformed message"},
 	}
 	for _, c := range cases {
 		if _, err := env.JS.Publish(ctx, c.subject, []byte(c.payload)); err != nil {
 			t.Fatal(err)
+		}
+	}
+	// Subjects no consumer reads are refused by the stream, never stored
+	// unread.
+	for _, subj := range []string{"acmeq.work.widget.default.x", "acmeq.work.certificate", "acmeq.work.certificate.default", "acmeq.work.certificate.default.a.b"} {
+		if _, err := env.JS.Publish(ctx, subj, []byte(`{"v":1}`)); err == nil {
+			t.Errorf("publish on %q was stored; want it refused", subj)
 		}
 	}
 	dead, err := env.JS.Stream(ctx, messages.DeadLetterStream)
@@ -86,8 +100,17 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 			t.Fatalf("dead letter %d for unexpected subject %q", seq, m.Header.Get("Acmeq-Original-Subject"))
 		}
 		c := cases[i]
-		if string(m.Data) != c.payload || !strings.Contains(m.Header.Get("Acmeq-Reason"), c.reason) {
-			t.Errorf("dead letter for %s: payload %q reason %q", c.subject, m.Data, m.Header.Get("Acmeq-Reason"))
+		if !strings.Contains(m.Header.Get("Acmeq-Reason"), c.reason) {
+			t.Errorf("dead letter for %s: reason %q, want it to say %q", c.subject, m.Header.Get("Acmeq-Reason"), c.reason)
+		}
+		switch {
+		case len(c.payload) > 1<<19:
+			if m.Header.Get("Acmeq-Truncated") != "true" || m.Header.Get("Acmeq-Original-Size") != strconv.Itoa(len(c.payload)) ||
+				!strings.HasPrefix(c.payload, string(m.Data)) || len(m.Data) == 0 {
+				t.Errorf("dead letter for %s: %d bytes, headers %v; want the payload truncated with its original size", c.subject, len(m.Data), m.Header)
+			}
+		case string(m.Data) != c.payload:
+			t.Errorf("dead letter for %s: payload %q", c.subject, m.Data)
 		}
 	}
 	evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{})
@@ -98,6 +121,9 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	for _, e := range evs {
 		if e.Reason == messages.ReasonPoisonMessage && e.Type == messages.EventWarning {
 			poison++
+			if e.InvolvedObject.Name == "victim" || e.InvolvedObject.Namespace == "other" {
+				t.Errorf("a PoisonMessage event names the payload's resource %+v", e.InvolvedObject)
+			}
 		}
 	}
 	if poison != len(cases) {

@@ -147,3 +147,64 @@ func idleRun(b *testing.B, n int) {
 	b.ReportMetric(float64(rss)/(1<<20), "MiB-rss")
 	b.Logf("%d certificates stored, none due: worker CPU %.2f%% of a core over %s, RSS %.1f MiB", n, share, window, float64(rss)/(1<<20))
 }
+
+// BenchmarkRenewalCycle: 200 of the stored certificates come due at once.
+// The worker's CPU per certificate renewed is the same with 1,000 and with
+// 100,000 stored: a renewal cycle costs what is due, not what is stored.
+//
+//	go test ./tests -run '^$' -bench RenewalCycle -benchtime 1x -timeout 30m
+func BenchmarkRenewalCycle(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				renewalCycle(b, n, 200)
+			}
+		})
+	}
+}
+
+func renewalCycle(b *testing.B, n, due int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	env, err := dev.Start(ctx, dev.Options{Dir: b.TempDir(), Workers: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer env.Close()
+	p := startWorker(b, env, "cycle")
+	waitStarted(b, p)
+	if err := env.CreateIssuer(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const lead = 15 * time.Second
+	start := time.Now()
+	synthesize(b, ctx, env, n, due, lead)
+	if left := lead - time.Since(start); left < 2*time.Second {
+		b.Fatalf("storing %d certificates took %s, longer than the lead before they are due", n, time.Since(start))
+	}
+	pid := p.cmd.Process.Pid
+	cpu0, _, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stacktest.Eventually(b, 5*time.Minute, func() error {
+		for i := range due {
+			c := &messages.Certificate{}
+			if err := env.Store.Get(ctx, dev.Namespace, fmt.Sprintf("idle-%06d", i), c); err != nil {
+				return err
+			}
+			if c.Status.Revision < 2 || !messages.IsReady(c.Status.Conditions) {
+				return fmt.Errorf("idle-%06d at revision %d", i, c.Status.Revision)
+			}
+		}
+		return nil
+	})
+	cpu1, rss, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	per := (cpu1 - cpu0) / time.Duration(due)
+	b.ReportMetric(float64(per.Microseconds())/1000, "ms-cpu/renewal")
+	b.ReportMetric(float64(rss)/(1<<20), "MiB-rss")
+	b.Logf("%d stored, %d due: worker CPU %s for the cycle, %s per renewal, RSS %.1f MiB", n, due, (cpu1 - cpu0).Round(time.Millisecond), per.Round(10*time.Microsecond), float64(rss)/(1<<20))
+}
