@@ -41,6 +41,7 @@ type Store struct {
 	kvs    map[messages.Kind]jetstream.KeyValue
 	sealer *Sealer
 	now    func() time.Time
+	owners jetstream.KeyValue // SecretOwnerBucket, see claims.go
 }
 
 // Open creates the buckets if needed (idempotent) and returns a Store.
@@ -72,6 +73,9 @@ func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Confi
 			return nil, fmt.Errorf("store: open bucket %s: %w", k.Bucket(), err)
 		}
 		s.kvs[k] = kv
+	}
+	if err := s.openClaims(ctx, js, cfg.Replicas); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
