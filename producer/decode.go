@@ -381,136 +381,150 @@ func (d *Decoder) nextJSON() (messages.Object, error) {
 // scanJSON reads the JSON value that starts at the next byte into d.buf. It
 // checks only the structure (brackets, strings) and the limits; the JSON
 // parser checks the rest. Every structural error is fatal: where the value
-// ends cannot be known.
+// ends cannot be known. It works on the reader's buffer a chunk at a time.
 func (d *Decoder) scanJSON() ([]byte, *DecodeError) {
 	d.buf = d.buf[:0]
-	first, _ := d.br.ReadByte()
-	d.put(first)
-	d.advance(first)
-	switch first {
-	case '"':
-		if err := d.scanString(); err != nil {
-			return nil, err
-		}
-		return d.buf, nil
-	case '{', '[':
-	default:
-		// A number, true, false, null, or garbage: up to the next delimiter.
-		for {
-			b, err := d.br.ReadByte()
-			if err == io.EOF {
-				return d.buf, nil
-			}
-			if err != nil {
+	s := jsonScan{values: 1}
+	for {
+		chunk, err := d.peek()
+		if len(chunk) == 0 {
+			switch {
+			case err != io.EOF:
 				return nil, d.readErr(d.doc, err)
-			}
-			switch b {
-			case ' ', '\t', '\r', '\n', ',', ':', '[', ']', '{', '}', '"':
-				_ = d.br.UnreadByte()
+			case s.literal:
 				return d.buf, nil
+			case s.inString:
+				return nil, d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: unexpected end of input: the document, which starts at line %d, is cut short inside a string", d.start.line))
 			}
-			if err := d.putChecked(b); err != nil {
-				return nil, err
-			}
-			d.advance(b)
-		}
-	}
-	// values counts exactly: the root, plus one per element of each
-	// container: its first (if any) and one per ','.
-	stack := []byte{first}
-	values, opened := 1, true
-	for len(stack) > 0 {
-		b, err := d.br.ReadByte()
-		if err == io.EOF {
 			return nil, d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: unexpected end of input: the document, which starts at line %d, is cut short", d.start.line))
 		}
-		if err != nil {
-			return nil, d.readErr(d.doc, err)
+		n, end, problem := s.feed(chunk)
+		if problem != nil {
+			d.skip(chunk[:n])
+			return nil, d.fatal(d.doc, d.pos, problem)
 		}
-		here := d.pos
-		if err := d.putChecked(b); err != nil {
-			return nil, err
+		if room := MaxDocumentSize - len(d.buf); n > room {
+			d.skip(chunk[:room])
+			return nil, d.fatal(d.doc, d.pos, fmt.Errorf("larger than %s, the limit for one document", sizeString(MaxDocumentSize)))
 		}
-		d.advance(b)
-		switch b {
+		d.buf = append(d.buf, chunk[:n]...)
+		d.peak = max(d.peak, len(d.buf))
+		d.skip(chunk[:n])
+		if end {
+			return d.buf, nil
+		}
+	}
+}
+
+// peek returns the bytes buffered in the reader, reading more if there are
+// none. They are valid until the next read.
+func (d *Decoder) peek() ([]byte, error) {
+	if _, err := d.br.Peek(1); err != nil {
+		return nil, err
+	}
+	return d.br.Peek(d.br.Buffered())
+}
+
+// skip consumes b, the start of what peek returned, and moves pos past it.
+func (d *Decoder) skip(b []byte) {
+	_, _ = d.br.Discard(len(b))
+	d.pos.offset += int64(len(b))
+	if nl := bytes.Count(b, []byte{'\n'}); nl > 0 {
+		d.pos.line += nl
+		d.pos.column = len(b) - bytes.LastIndexByte(b, '\n')
+	} else {
+		d.pos.column += len(b)
+	}
+}
+
+// jsonScan is the state of scanJSON between chunks.
+type jsonScan struct {
+	started  bool
+	literal  bool   // a top-level number, true, false, null (or garbage)
+	inString bool   // inside a string
+	escaped  bool   // after a backslash in a string
+	stack    []byte // open brackets
+	opened   bool   // just after an opening bracket
+	// values counts exactly: the root, plus one per element of each
+	// container: its first (if any) and one per ','.
+	values int
+}
+
+// feed scans b. It returns how many bytes of b belong to the value,
+// whether the value ends there, or a problem with byte n.
+func (s *jsonScan) feed(b []byte) (n int, end bool, problem error) {
+	for i, c := range b {
+		if !s.started {
+			s.started = true
+			switch c {
+			case '"':
+				s.inString = true
+			case '{', '[':
+				s.stack = append(s.stack, c)
+				s.opened = true
+			default:
+				s.literal = true
+			}
+			continue
+		}
+		if s.literal {
+			switch c {
+			case ' ', '\t', '\r', '\n', ',', ':', '[', ']', '{', '}', '"':
+				return i, true, nil
+			}
+			continue
+		}
+		if s.inString {
+			switch {
+			case s.escaped:
+				s.escaped = false
+			case c == '\\':
+				s.escaped = true
+			case c == '"':
+				s.inString = false
+				if len(s.stack) == 0 {
+					return i + 1, true, nil
+				}
+			case c == '\n':
+				// JSON strings never hold a raw newline: the line was cut.
+				return i, false, errors.New("invalid JSON: the line ends inside a string")
+			}
+			continue
+		}
+		switch c {
 		case ' ', '\t', '\r', '\n':
 			continue
 		}
-		if opened && b != '}' && b != ']' {
-			values++ // the first element
+		if s.opened && c != '}' && c != ']' {
+			s.values++ // the first element
 		}
-		opened = false
-		switch b {
+		s.opened = false
+		switch c {
 		case '"':
-			if err := d.scanString(); err != nil {
-				return nil, err
-			}
+			s.inString = true
 		case '{', '[':
-			if len(stack) == MaxDocumentDepth {
-				return nil, d.fatal(d.doc, here, fmt.Errorf("nested deeper than %d levels, the limit for one document", MaxDocumentDepth))
+			if len(s.stack) == MaxDocumentDepth {
+				return i, false, fmt.Errorf("nested deeper than %d levels, the limit for one document", MaxDocumentDepth)
 			}
-			stack = append(stack, b)
-			opened = true
+			s.stack = append(s.stack, c)
+			s.opened = true
 		case '}', ']':
-			open := stack[len(stack)-1]
-			if open == '{' && b != '}' || open == '[' && b != ']' {
-				return nil, d.fatal(d.doc, here, fmt.Errorf("invalid JSON: %s does not close %s", quoteByte(b), quoteByte(open)))
+			open := s.stack[len(s.stack)-1]
+			if open == '{' && c != '}' || open == '[' && c != ']' {
+				return i, false, fmt.Errorf("invalid JSON: %s does not close %s", quoteByte(c), quoteByte(open))
 			}
-			stack = stack[:len(stack)-1]
+			s.stack = s.stack[:len(s.stack)-1]
+			if len(s.stack) == 0 {
+				return i + 1, true, nil
+			}
 		case ',':
-			values++
+			s.values++
 		}
-		if values > MaxDocumentValues {
-			return nil, d.fatal(d.doc, here, fmt.Errorf("more than %d values, the limit for one document", MaxDocumentValues))
-		}
-	}
-	return d.buf, nil
-}
-
-// scanString reads the rest of a JSON string whose opening quote was read.
-func (d *Decoder) scanString() *DecodeError {
-	escaped := false
-	for {
-		b, err := d.br.ReadByte()
-		if err == io.EOF {
-			return d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: unexpected end of input: the document, which starts at line %d, is cut short inside a string", d.start.line))
-		}
-		if err != nil {
-			return d.readErr(d.doc, err)
-		}
-		if b == '\n' {
-			// JSON strings never hold a raw newline: the line was cut.
-			return d.fatal(d.doc, d.pos, errors.New("invalid JSON: the line ends inside a string"))
-		}
-		if err := d.putChecked(b); err != nil {
-			return err
-		}
-		d.advance(b)
-		switch {
-		case escaped:
-			escaped = false
-		case b == '\\':
-			escaped = true
-		case b == '"':
-			return nil
+		if s.values > MaxDocumentValues {
+			return i, false, fmt.Errorf("more than %d values, the limit for one document", MaxDocumentValues)
 		}
 	}
-}
-
-// put appends b to the document.
-func (d *Decoder) put(b byte) {
-	d.buf = append(d.buf, b)
-	d.peak = max(d.peak, len(d.buf))
-}
-
-// putChecked appends b to the document unless that makes it larger than
-// MaxDocumentSize, which is fatal.
-func (d *Decoder) putChecked(b byte) *DecodeError {
-	if len(d.buf) >= MaxDocumentSize {
-		return d.fatal(d.doc, d.pos, fmt.Errorf("larger than %s, the limit for one document", sizeString(MaxDocumentSize)))
-	}
-	d.put(b)
-	return nil
+	return len(b), false, nil
 }
 
 // decodeJSON decodes document d.doc, raw, which starts at start.
