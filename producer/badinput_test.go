@@ -426,7 +426,7 @@ func TestBadInputs(t *testing.T) {
 		}, {
 			name:  "an Issuer over the size limit",
 			input: text(`{"apiVersion":"acmeq.io/v1","kind":"Issuer","metadata":{"name":"big-issuer"},"spec":{"acme":{"server":"https://acme.example.com/directory","solvers":[{"selector":{"dnsNames":[` + strings.Join(names50k, ",") + `]},"http01":{}}]}}}`),
-			errs:  []string{`producer: issuer/default/big-issuer is invalid: spec.acme.solvers[0].selector.dnsNames: 50000 names, the resource is 1.0 MiB, over the 960 KiB limit`},
+			errs:  []string{`producer: issuer/default/big-issuer is invalid: spec.acme.solvers[0].selector.dnsNames: 50000 names, the resource is 1.1 MiB, over the 960 KiB limit`},
 		}, {
 			name:   "a Certificate over the size limit",
 			input:  text(`{"apiVersion":"acmeq.io/v1","kind":"Certificate","metadata":{"name":"big-cert","labels":{` + strings.Join(bigLabels, ",") + `}},"spec":{"dnsNames":["big-cert.example.com"],"issuerRef":{"name":"dev"}}}`),

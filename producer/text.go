@@ -34,20 +34,23 @@ func quoteByte(b byte) string {
 }
 
 // sizeString renders a size in bytes as people read it: 960 KiB, 1.3 MiB.
+// Fractions are rounded up, so that a size over a limit never reads as the
+// limit.
 func sizeString(n int) string {
 	const (
 		kib = 1 << 10
 		mib = 1 << 20
 	)
+	tenths := func(unit int) float64 { return float64((n*10+unit-1)/unit) / 10 }
 	switch {
 	case n >= mib && n%mib == 0:
 		return fmt.Sprintf("%d MiB", n/mib)
 	case n >= mib:
-		return fmt.Sprintf("%.1f MiB", float64(n)/mib)
+		return fmt.Sprintf("%.1f MiB", tenths(mib))
 	case n >= kib && n%kib == 0:
 		return fmt.Sprintf("%d KiB", n/kib)
 	case n >= kib:
-		return fmt.Sprintf("%.1f KiB", float64(n)/kib)
+		return fmt.Sprintf("%.1f KiB", tenths(kib))
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
