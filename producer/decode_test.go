@@ -200,6 +200,10 @@ func TestDecodeErrors(t *testing.T) {
 		input: "apiVersion: acmeq.io/v1\nkind: [\n",
 		want:  "document 1, line 2: invalid YAML: did not find expected node content",
 	}, {
+		name:  "YAML keys that are equal once resolved",
+		input: "apiVersion: acmeq.io/v1\nkind: Issuer\nmetadata:\n  labels:\n    true: a\n    yes: b\n",
+		want:  "document 1, line 6: invalid YAML: key true already set in map",
+	}, {
 		name:  "invalid JSON Lines",
 		input: issuer + "\n{\"apiVersion\": }\n" + issuer,
 		want:  `document 2, line 2, column 16: invalid JSON: invalid character '}' looking for beginning of value`,

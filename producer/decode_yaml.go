@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
@@ -115,7 +116,8 @@ func (d *Decoder) decodeYAML(startLine int) (obj messages.Object, empty bool, er
 			}
 		}
 		line, msg := yamlErrorLine(err)
-		return fail(&DecodeError{Document: n, Line: startLine + max(line, 1) - 1, Offset: -1, Fatal: true, Err: fmt.Errorf("invalid YAML: %s", msg)})
+		l, _ := yamlPosition(d.buf, line, 0)
+		return fail(&DecodeError{Document: n, Line: startLine + l - 1, Offset: -1, Fatal: true, Err: fmt.Errorf("invalid YAML: %s", msg)})
 	}
 	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
 		return nil, true, nil
@@ -142,7 +144,8 @@ func (d *Decoder) decodeYAML(startLine int) (obj messages.Object, empty bool, er
 // expanded. empty reports a document that holds nothing.
 func checkYAMLNodes(doc []byte, n, startLine int) (empty bool, err *DecodeError) {
 	at := func(line, column int) position {
-		return position{offset: -1, line: startLine + max(line, 1) - 1, column: column}
+		l, c := yamlPosition(doc, line, column)
+		return position{offset: -1, line: startLine + l - 1, column: c}
 	}
 	var root yamlv3.Node
 	if err := yamlv3.Unmarshal(doc, &root); err != nil {
@@ -153,7 +156,7 @@ func checkYAMLNodes(doc []byte, n, startLine int) (empty bool, err *DecodeError)
 	if root.Kind == 0 || len(root.Content) == 0 || root.Content[0].Kind == yamlv3.ScalarNode && root.Content[0].Tag == "!!null" {
 		return true, nil
 	}
-	c := yamlChecker{sizes: map[*yamlv3.Node]yamlSize{}, lineBefore: startLine - 1}
+	c := yamlChecker{sizes: map[*yamlv3.Node]yamlSize{}, at: at}
 	if p, err := c.check(root.Content[0], 1, ""); err != nil {
 		pos := at(p.line, p.column)
 		return false, &DecodeError{Document: n, Line: pos.line, Column: pos.column, Offset: -1, Fatal: c.fatal, Err: err}
@@ -161,12 +164,14 @@ func checkYAMLNodes(doc []byte, n, startLine int) (empty bool, err *DecodeError)
 	return false, nil
 }
 
-// yamlErrorRE matches the location go-yaml puts in its error messages.
-var yamlErrorRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+// yamlErrorRE matches the location go-yaml puts in its error messages:
+// "yaml: line 3: ...", or one line of "yaml: unmarshal errors:\n  line 6:
+// ...".
+var yamlErrorRE = regexp.MustCompile(`(?m)^(?:yaml: |\s+)line (\d+): (.*)$`)
 
 // yamlErrorLine splits a go-yaml error into its line (relative to the
-// document, 0 if it names none) and the message without the "yaml: "
-// prefix. go-yaml's syntax errors carry no structured position.
+// document, 0 if it names none) and its message, on one line and without
+// the "yaml: " prefix. go-yaml's errors carry no structured position.
 func yamlErrorLine(err error) (int, string) {
 	msg := err.Error()
 	if m := yamlErrorRE.FindStringSubmatch(msg); m != nil {
@@ -175,7 +180,48 @@ func yamlErrorLine(err error) (int, string) {
 		}
 	}
 	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
-	return 0, strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return 0, strings.Join(strings.Fields(msg), " ")
+}
+
+// yamlPosition turns a position go-yaml reports in doc (1-based line,
+// column in characters; 0 for unknown) into the input's: lines end with
+// '\n' only, columns count bytes. go-yaml also breaks lines at a lone '\r'
+// and at U+0085, U+2028 and U+2029.
+func yamlPosition(doc []byte, line, column int) (int, int) {
+	// Find where go-yaml's line starts.
+	start, l := 0, 1
+	for i := 0; i < len(doc) && l < line; {
+		size := 0
+		switch {
+		case doc[i] == '\r' && i+1 < len(doc) && doc[i+1] == '\n':
+			size = 2
+		case doc[i] == '\r' || doc[i] == '\n':
+			size = 1
+		case bytes.HasPrefix(doc[i:], []byte("\u0085")):
+			size = 2
+		case bytes.HasPrefix(doc[i:], []byte("\u2028")), bytes.HasPrefix(doc[i:], []byte("\u2029")):
+			size = 3
+		}
+		if size == 0 {
+			i++
+			continue
+		}
+		i += size
+		start, l = i, l+1
+	}
+	off := start
+	if column > 0 {
+		for n := 1; n < column && off < len(doc) && doc[off] != '\n'; n++ {
+			_, size := utf8.DecodeRune(doc[off:])
+			off += size
+		}
+	}
+	inputLine := 1 + bytes.Count(doc[:off], []byte{'\n'})
+	if column <= 0 {
+		return inputLine, 0
+	}
+	return inputLine, off - bytes.LastIndexByte(doc[:off], '\n')
 }
 
 // blankYAML reports whether a YAML document holds only blank lines and
@@ -222,10 +268,10 @@ type yamlSize struct{ values, depth int }
 // or blow up: keys given twice, nesting over MaxDocumentDepth, and more
 // than MaxDocumentValues values once aliases are expanded.
 type yamlChecker struct {
-	values     int
-	sizes      map[*yamlv3.Node]yamlSize // memo of aliased subtrees
-	fatal      bool                      // the error is a limit, not a key given twice
-	lineBefore int                       // lines of the input before the document
+	values int
+	sizes  map[*yamlv3.Node]yamlSize       // memo of aliased subtrees
+	fatal  bool                            // the error is a limit, not a key given twice
+	at     func(line, column int) position // a node's place in the input
 }
 
 // nodePos is a position relative to the YAML document.
@@ -262,7 +308,7 @@ func (c *yamlChecker) check(n *yamlv3.Node, depth int, path string) (nodePos, er
 			if k.Kind == yamlv3.ScalarNode {
 				p = joinPath(path, k.Value)
 				if first, dup := seen[k.Value]; dup {
-					return nodePos{k.Line, k.Column}, fmt.Errorf("%s: duplicate key (first at line %d, column %d)", p, c.lineBefore+first.Line, first.Column)
+					return nodePos{k.Line, k.Column}, fmt.Errorf("%s: duplicate key (first at line %d, column %d)", p, c.at(first.Line, first.Column).line, c.at(first.Line, first.Column).column)
 				}
 				seen[k.Value] = k
 			}
