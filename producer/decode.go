@@ -48,7 +48,7 @@ var ErrNoObjects = errors.New("no objects passed to apply")
 // Its message starts with the document's 1-based index, its kind once
 // known, and where the problem is when that is known:
 //
-//	document 2, line 7, column 31: invalid JSON: unexpected end of input: the document is cut short
+//	document 2, line 7, column 31: invalid JSON: unexpected end of input: the document, which starts at line 5, is cut short
 //	document 3 (Certificate): spec.duration: unknown field
 type DecodeError struct {
 	// Document is the 1-based index of the document.
@@ -59,8 +59,8 @@ type DecodeError struct {
 	// counts bytes). Both are 0 for a problem with a field's value, which
 	// the field's path in Err locates instead.
 	Line, Column int
-	// Offset is the byte offset of the problem in the input, -1 when Line
-	// is 0.
+	// Offset is the byte offset of the problem in the input, or -1 when
+	// it is not known (field errors, and positions go-yaml reports).
 	Offset int64
 	// Fatal is true when the input cannot be read any further: a read
 	// error, a syntax error, or a limit crossed. Next returns io.EOF after
