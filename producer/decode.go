@@ -8,10 +8,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
 	"strings"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/acmeq/acmeq/messages"
 )
@@ -20,12 +17,84 @@ import (
 // messages.APIVersion so users can paste their cert-manager manifests.
 const CertManagerAPIVersion = "cert-manager.io/v1"
 
+// Limits of one document of the input. A document over a limit stops the
+// input with an error naming the limit: the decoder's memory stays bounded
+// whatever it is fed.
+const (
+	// MaxDocumentSize is the largest document, in bytes: one YAML document,
+	// one JSON object, or one element of a JSON array. A resource is at most
+	// MaxResourceSize as JSON; this leaves room for YAML's indentation and
+	// comments.
+	MaxDocumentSize = 2 << 20
+	// MaxDocumentDepth is the deepest nesting of objects and lists in a
+	// document. acmeq's deepest field,
+	// spec.acme.solvers[].dns01.rfc2136.tsigSecretSecretRef.name, is 8 deep.
+	MaxDocumentDepth = 32
+	// MaxDocumentValues is the most values (objects, lists and scalars;
+	// YAML aliases counted as expanded) one document may hold.
+	MaxDocumentValues = 100_000
+)
+
 // maxDecodeErrors bounds how many document errors Decode collects.
 const maxDecodeErrors = 20
 
+// ErrNoObjects is returned by Decode and Decoder.Next for an input that
+// holds no resource at all (empty, blank, comments only, an empty JSON
+// array). It is worded as kubectl words it.
+var ErrNoObjects = errors.New("no objects passed to apply")
+
+// DecodeError is a problem with one document of the input.
+//
+// Its message starts with the document's 1-based index, its kind once
+// known, and where the problem is when that is known:
+//
+//	document 2, line 7, column 31: invalid JSON: unexpected end of input: the document, which starts at line 5, is cut short
+//	document 3 (Certificate): spec.duration: unknown field
+type DecodeError struct {
+	// Document is the 1-based index of the document.
+	Document int
+	// Kind is the document's kind, once known.
+	Kind messages.Kind
+	// Line and Column locate the problem in the input (1-based; Column
+	// counts bytes). Both are 0 for a problem with a field's value, which
+	// the field's path in Err locates instead.
+	Line, Column int
+	// Offset is the byte offset of the problem in the input, or -1 when
+	// it is not known (field errors, and positions go-yaml reports).
+	Offset int64
+	// Fatal is true when the input cannot be read any further: a read
+	// error, a syntax error, or a limit crossed. Next returns io.EOF after
+	// it. After any other DecodeError, Next goes on with the next document.
+	Fatal bool
+	// Err is the problem.
+	Err error
+}
+
+// Error implements error.
+func (e *DecodeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "document %d", e.Document)
+	if e.Kind != "" {
+		fmt.Fprintf(&b, " (%s)", e.Kind)
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ", line %d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ", column %d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns Err.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
 // Decode reads every resource of r (see Decoder for the formats). It
-// reports the problems of all documents at once, joined with errors.Join,
-// and returns no objects if there is any.
+// reports the problems of all documents at once (up to 20), joined with
+// errors.Join, and returns no objects if there is any. An input without
+// any resource is ErrNoObjects.
 func Decode(r io.Reader) ([]messages.Object, error) {
 	d := NewDecoder(r)
 	var objs []messages.Object
@@ -37,9 +106,6 @@ func Decode(r io.Reader) ([]messages.Object, error) {
 		}
 		if err != nil {
 			errs = append(errs, err)
-			if d.err != nil {
-				break // the stream cannot be resynchronised
-			}
 			if len(errs) == maxDecodeErrors {
 				errs = append(errs, fmt.Errorf("producer: more than %d documents are invalid, stopped reading", maxDecodeErrors))
 				break
@@ -63,9 +129,26 @@ const (
 	modeJSONArray            // a JSON array of objects
 )
 
+// Where a JSON array's reader stands.
+type arrayState int
+
+const (
+	arrayOpened    arrayState = iota // after '[': an element or ']'
+	arrayAfterElem                   // after an element: ',' or ']'
+	arrayAfterSep                    // after ',': an element
+	arrayClosed                      // after ']': only white space
+)
+
+// position is a place in the input.
+type position struct {
+	offset       int64 // bytes before it
+	line, column int   // 1-based; columns count bytes
+}
+
 // Decoder reads Issuers and Certificates one at a time, so a file of
-// 100,000 lines is never held in memory at once. The format is chosen by
-// the first character of the input:
+// 100,000 lines is never held in memory at once: it holds one document (at
+// most MaxDocumentSize bytes) at a time. The format is chosen by the first
+// character of the input:
 //
 //   - '[': a JSON array of objects;
 //   - '{': a JSON object, or a sequence of them such as JSON Lines (one
@@ -75,52 +158,94 @@ const (
 //
 // Each document needs apiVersion acmeq.io/v1 (or cert-manager.io/v1) and
 // kind Issuer or Certificate (case-insensitive, plurals and "cert"
-// accepted); unknown fields are errors. Errors start with the 1-based
-// index of the document: `document 3: apiVersion: "v2" is not supported
-// (want acmeq.io/v1)`.
+// accepted). Field names are matched exactly, as Kubernetes does: unknown
+// fields and a key given twice in one object are errors. Errors are
+// *DecodeError values and start with the 1-based index of the document:
+// `document 3: apiVersion: "v2" is not supported (want acmeq.io/v1)`.
+//
+// Reading always ends: a read error, a syntax error, a document cut short,
+// or one over MaxDocumentSize, MaxDocumentDepth or MaxDocumentValues stops
+// the input with one fatal error, after which Next returns io.EOF. Values
+// repeated in errors are cut to 64 characters.
 type Decoder struct {
-	src  io.Reader
-	br   *bufio.Reader
-	jd   *json.Decoder
-	mode decodeMode
-	doc  int   // documents returned so far (including invalid ones)
-	eof  bool  // YAML: the input is exhausted
-	err  error // sticky: the input cannot be read further
+	src   io.Reader
+	br    *bufio.Reader
+	mode  decodeMode
+	pos   position // of the next byte to read
+	doc   int      // documents started so far (including invalid ones)
+	done  bool     // Next returns io.EOF from now on
+	array arrayState
+
+	// YAML
+	yamlEOF bool   // the input is exhausted
+	indent  []byte // white space sniff consumed on the first line
+
+	buf   []byte   // the current document
+	start position // where it starts
+	peak  int      // the largest len(buf) so far, for tests
 }
 
 // NewDecoder returns a Decoder reading from r.
 func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{src: r}
+	return &Decoder{src: r, pos: position{line: 1, column: 1}}
 }
 
 // Next returns the next resource, already typed (*messages.Issuer or
 // *messages.Certificate, with apiVersion acmeq.io/v1 and the canonical
-// kind), or io.EOF after the last. After an error in one document Next can
-// be called again to continue with the next one, unless the input itself is
-// broken (unreadable, or invalid JSON), in which case Next keeps returning
-// that error.
+// kind), or io.EOF after the last. An input without any resource returns
+// ErrNoObjects once, then io.EOF.
+//
+// Errors are *DecodeError. After one whose Fatal is false (a document with
+// a bad field, kind or apiVersion, or a key given twice) Next can be called
+// again to continue with the next document; after a fatal one (a read or
+// syntax error, a limit crossed) Next returns io.EOF.
 func (d *Decoder) Next() (messages.Object, error) {
-	if d.err != nil {
-		return nil, d.err
+	if d.done {
+		return nil, io.EOF
 	}
 	if d.mode == modeUnknown {
 		if err := d.sniff(); err != nil {
-			d.err = err
+			if err == io.EOF {
+				return d.end()
+			}
 			return nil, err
 		}
 	}
-	var raw []byte
-	var err error
-	switch d.mode {
-	case modeYAML:
-		raw, err = d.nextYAML()
-	default:
-		raw, err = d.nextJSON()
+	if d.mode == modeYAML {
+		return d.nextYAML()
 	}
-	if err != nil {
-		return nil, err
+	return d.nextJSON()
+}
+
+// end finishes the input: ErrNoObjects if it held no document, else io.EOF.
+func (d *Decoder) end() (messages.Object, error) {
+	d.done = true
+	if d.doc == 0 {
+		return nil, ErrNoObjects
 	}
-	return decodeDocument(d.doc, raw)
+	return nil, io.EOF
+}
+
+// fatal stops the input with an error at p about document doc.
+func (d *Decoder) fatal(doc int, p position, err error) *DecodeError {
+	d.done = true
+	return &DecodeError{Document: doc, Line: p.line, Column: p.column, Offset: p.offset, Fatal: true, Err: err}
+}
+
+// readErr is the fatal error for a failed read at the current position.
+func (d *Decoder) readErr(doc int, err error) *DecodeError {
+	return d.fatal(doc, d.pos, fmt.Errorf("cannot read the input: %w", err))
+}
+
+// advance moves pos past b.
+func (d *Decoder) advance(b byte) {
+	d.pos.offset++
+	if b == '\n' {
+		d.pos.line++
+		d.pos.column = 1
+	} else {
+		d.pos.column++
+	}
 }
 
 // sniff picks the format from the first non-blank character.
@@ -128,6 +253,7 @@ func (d *Decoder) sniff() error {
 	d.br = bufio.NewReaderSize(d.src, 64<<10)
 	if bom, _ := d.br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		_, _ = d.br.Discard(3)
+		d.pos.offset += 3
 	}
 	// Skip blank space, keeping the indentation of the first non-blank line
 	// so that YAML sees it unchanged.
@@ -138,164 +264,347 @@ func (d *Decoder) sniff() error {
 			return io.EOF
 		}
 		if err != nil {
-			return fmt.Errorf("producer: read: %w", err)
+			return d.readErr(1, err)
 		}
 		switch b {
 		case ' ', '\t', '\r':
+			if len(indent) >= MaxDocumentSize {
+				return d.fatal(1, d.pos, fmt.Errorf("larger than %s, the limit for one document", sizeString(MaxDocumentSize)))
+			}
 			indent = append(indent, b)
+			d.advance(b)
 			continue
 		case '\n':
 			indent = indent[:0]
+			d.advance(b)
 			continue
 		}
 		_ = d.br.UnreadByte()
 		switch b {
 		case '[':
 			d.mode = modeJSONArray
-			d.jd = json.NewDecoder(d.br)
-			if _, err := d.jd.Token(); err != nil {
-				return fmt.Errorf("document 1: invalid JSON: %w", err)
-			}
+			d.advance(b)
+			_, _ = d.br.ReadByte()
 		case '{':
 			d.mode = modeJSON
-			d.jd = json.NewDecoder(d.br)
 		default:
 			d.mode = modeYAML
-			if len(indent) > 0 {
-				d.br = bufio.NewReader(io.MultiReader(bytes.NewReader(indent), d.br))
-			}
+			d.indent = indent
 		}
 		return nil
 	}
 }
 
-func (d *Decoder) nextJSON() ([]byte, error) {
-	if d.mode == modeJSONArray && !d.jd.More() {
-		if _, err := d.jd.Token(); err != nil { // the closing ']'
-			d.err = d.jsonError(err)
-			return nil, d.err
-		}
-		if _, err := d.jd.Token(); err != io.EOF {
-			d.err = fmt.Errorf("document %d: unexpected data after the JSON array", d.doc+1)
-			return nil, d.err
-		}
-		d.err = io.EOF
-		return nil, io.EOF
-	}
-	var raw json.RawMessage
-	if err := d.jd.Decode(&raw); err != nil {
-		if err == io.EOF && d.mode == modeJSON {
-			d.err = io.EOF
-			return nil, io.EOF
-		}
-		d.err = d.jsonError(err)
-		return nil, d.err
-	}
-	d.doc++
-	return raw, nil
-}
-
-func (d *Decoder) jsonError(err error) error {
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("document %d: invalid JSON at byte %d: %w", d.doc+1, se.Offset, err)
-	}
-	return fmt.Errorf("document %d: invalid JSON: %w", d.doc+1, err)
-}
-
-func (d *Decoder) nextYAML() ([]byte, error) {
+// skipSpace consumes JSON white space and returns the next byte, unread.
+func (d *Decoder) skipSpace() (byte, error) {
 	for {
-		if d.eof {
-			d.err = io.EOF
-			return nil, io.EOF
-		}
-		var buf bytes.Buffer
-		for {
-			line, err := d.br.ReadString('\n')
-			if line != "" {
-				if isDocumentSeparator(line) {
-					break
-				}
-				buf.WriteString(line)
-			}
-			if err == io.EOF {
-				d.eof = true
-				break
-			}
-			if err != nil {
-				d.err = fmt.Errorf("producer: read: %w", err)
-				return nil, d.err
-			}
-		}
-		j, err := yaml.YAMLToJSON(buf.Bytes())
-		if err == nil && bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
-			continue // empty document, or comments only
-		}
-		d.doc++
+		b, err := d.br.ReadByte()
 		if err != nil {
-			return nil, fmt.Errorf("document %d: invalid YAML: %v", d.doc, err)
+			return 0, err
 		}
-		return j, nil
-	}
-}
-
-// isDocumentSeparator reports whether a YAML line starts a new document
-// ("---") or ends one ("..."), optionally followed by a comment.
-func isDocumentSeparator(line string) bool {
-	for _, marker := range []string{"---", "..."} {
-		rest, ok := strings.CutPrefix(line, marker)
-		if !ok {
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			d.advance(b)
 			continue
 		}
-		rest = strings.TrimSpace(rest)
-		if rest == "" || strings.HasPrefix(rest, "#") {
-			return true
-		}
+		_ = d.br.UnreadByte()
+		return b, nil
 	}
-	return false
 }
 
-// decodeDocument turns document n (JSON) into a typed resource.
-func decodeDocument(n int, raw []byte) (messages.Object, error) {
-	trimmed := bytes.TrimSpace(raw)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, fmt.Errorf("document %d: want an object with apiVersion and kind, got %s", n, jsonType(trimmed))
+// consume reads the byte skipSpace returned.
+func (d *Decoder) consume() {
+	b, _ := d.br.ReadByte()
+	d.advance(b)
+}
+
+func (d *Decoder) nextJSON() (messages.Object, error) {
+	if d.mode == modeJSONArray {
+		for d.array != arrayOpened && d.array != arrayAfterSep {
+			b, err := d.skipSpace()
+			switch {
+			case err == io.EOF && d.array == arrayClosed:
+				return d.end()
+			case err == io.EOF:
+				return nil, d.fatal(d.doc, d.pos, errors.New("invalid JSON: unexpected end of input: the array is not closed with ']'"))
+			case err != nil:
+				return nil, d.readErr(d.doc, err)
+			case d.array == arrayClosed:
+				return nil, d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected data after the array"))
+			case b == ',':
+				d.consume()
+				d.array = arrayAfterSep
+			case b == ']':
+				d.consume()
+				d.array = arrayClosed
+			default:
+				return nil, d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: want ',' or ']' after an array element, got %s", quoteByte(b)))
+			}
+		}
+	}
+	b, err := d.skipSpace()
+	switch {
+	case err == io.EOF && d.mode == modeJSON:
+		return d.end()
+	case err == io.EOF && d.array == arrayAfterSep:
+		return nil, d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected end of input: a value is missing after ','"))
+	case err == io.EOF:
+		return nil, d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected end of input: the array is not closed with ']'"))
+	case err != nil:
+		return nil, d.readErr(d.doc+1, err)
+	}
+	if d.mode == modeJSONArray {
+		if b == ']' && d.array == arrayOpened {
+			d.consume()
+			d.array = arrayClosed
+			return d.nextJSON()
+		}
+		d.array = arrayAfterElem
+	}
+	switch b {
+	case '}', ']', ',', ':':
+		what := "a value"
+		if d.mode == modeJSONArray {
+			what = "an array element"
+		}
+		return nil, d.fatal(d.doc+1, d.pos, fmt.Errorf("invalid JSON: want %s, got %s", what, quoteByte(b)))
+	}
+	d.doc++
+	d.start = d.pos
+	raw, derr := d.scanJSON()
+	if derr != nil {
+		return nil, derr
+	}
+	return d.decodeJSON(raw, d.start)
+}
+
+// scanJSON reads the JSON value that starts at the next byte into d.buf. It
+// checks only the structure (brackets, strings) and the limits; the JSON
+// parser checks the rest. Every structural error is fatal: where the value
+// ends cannot be known. It works on the reader's buffer a chunk at a time.
+func (d *Decoder) scanJSON() ([]byte, *DecodeError) {
+	d.buf = d.buf[:0]
+	s := jsonScan{values: 1}
+	for {
+		chunk, err := d.peek()
+		if len(chunk) == 0 {
+			switch {
+			case err != io.EOF:
+				return nil, d.readErr(d.doc, err)
+			case s.literal:
+				return d.buf, nil
+			case s.inString:
+				return nil, d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: unexpected end of input: the document, which starts at line %d, is cut short inside a string", d.start.line))
+			}
+			return nil, d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: unexpected end of input: the document, which starts at line %d, is cut short", d.start.line))
+		}
+		n, end, problem := s.feed(chunk)
+		if problem != nil {
+			d.skip(chunk[:n])
+			return nil, d.fatal(d.doc, d.pos, problem)
+		}
+		if room := MaxDocumentSize - len(d.buf); n > room {
+			d.skip(chunk[:room])
+			return nil, d.fatal(d.doc, d.pos, fmt.Errorf("larger than %s, the limit for one document", sizeString(MaxDocumentSize)))
+		}
+		d.buf = append(d.buf, chunk[:n]...)
+		d.peak = max(d.peak, len(d.buf))
+		d.skip(chunk[:n])
+		if end {
+			return d.buf, nil
+		}
+	}
+}
+
+// peek returns the bytes buffered in the reader, reading more if there are
+// none. They are valid until the next read.
+func (d *Decoder) peek() ([]byte, error) {
+	if _, err := d.br.Peek(1); err != nil {
+		return nil, err
+	}
+	return d.br.Peek(d.br.Buffered())
+}
+
+// skip consumes b, the start of what peek returned, and moves pos past it.
+func (d *Decoder) skip(b []byte) {
+	_, _ = d.br.Discard(len(b))
+	d.pos.offset += int64(len(b))
+	if nl := bytes.Count(b, []byte{'\n'}); nl > 0 {
+		d.pos.line += nl
+		d.pos.column = len(b) - bytes.LastIndexByte(b, '\n')
+	} else {
+		d.pos.column += len(b)
+	}
+}
+
+// jsonScan is the state of scanJSON between chunks.
+type jsonScan struct {
+	started  bool
+	literal  bool   // a top-level number, true, false, null (or garbage)
+	inString bool   // inside a string
+	escaped  bool   // after a backslash in a string
+	stack    []byte // open brackets
+	opened   bool   // just after an opening bracket
+	// values counts exactly: the root, plus one per element of each
+	// container: its first (if any) and one per ','.
+	values int
+}
+
+// feed scans b. It returns how many bytes of b belong to the value,
+// whether the value ends there, or a problem with byte n.
+func (s *jsonScan) feed(b []byte) (n int, end bool, problem error) {
+	for i, c := range b {
+		if !s.started {
+			s.started = true
+			switch c {
+			case '"':
+				s.inString = true
+			case '{', '[':
+				s.stack = append(s.stack, c)
+				s.opened = true
+			default:
+				s.literal = true
+			}
+			continue
+		}
+		if s.literal {
+			switch c {
+			case ' ', '\t', '\r', '\n', ',', ':', '[', ']', '{', '}', '"':
+				return i, true, nil
+			}
+			continue
+		}
+		if s.inString {
+			switch {
+			case s.escaped:
+				s.escaped = false
+			case c == '\\':
+				s.escaped = true
+			case c == '"':
+				s.inString = false
+				if len(s.stack) == 0 {
+					return i + 1, true, nil
+				}
+			case c == '\n':
+				// JSON strings never hold a raw newline: the line was cut.
+				return i, false, errors.New("invalid JSON: the line ends inside a string")
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		if s.opened && c != '}' && c != ']' {
+			s.values++ // the first element
+		}
+		s.opened = false
+		switch c {
+		case '"':
+			s.inString = true
+		case '{', '[':
+			if len(s.stack) == MaxDocumentDepth {
+				return i, false, fmt.Errorf("nested deeper than %d levels, the limit for one document", MaxDocumentDepth)
+			}
+			s.stack = append(s.stack, c)
+			s.opened = true
+		case '}', ']':
+			open := s.stack[len(s.stack)-1]
+			if open == '{' && c != '}' || open == '[' && c != ']' {
+				return i, false, fmt.Errorf("invalid JSON: %s does not close %s", quoteByte(c), quoteByte(open))
+			}
+			s.stack = s.stack[:len(s.stack)-1]
+			if len(s.stack) == 0 {
+				return i + 1, true, nil
+			}
+		case ',':
+			s.values++
+		}
+		if s.values > MaxDocumentValues {
+			return i, false, fmt.Errorf("more than %d values, the limit for one document", MaxDocumentValues)
+		}
+	}
+	return len(b), false, nil
+}
+
+// decodeJSON decodes document d.doc, raw, which starts at start.
+func (d *Decoder) decodeJSON(raw []byte, start position) (messages.Object, error) {
+	obj, derr := decodeDocument(d.doc, raw, func(off int64) position { return positionIn(raw, start, off) })
+	if derr != nil {
+		if derr.Fatal {
+			d.done = true
+		}
+		return nil, derr
+	}
+	return obj, nil
+}
+
+// positionIn is the position of byte off of raw, which starts at start.
+func positionIn(raw []byte, start position, off int64) position {
+	off = min(max(off, 0), int64(len(raw)))
+	before := raw[:off]
+	p := position{offset: start.offset + off, line: start.line, column: start.column + int(off)}
+	if n := bytes.Count(before, []byte{'\n'}); n > 0 {
+		p.line += n
+		p.column = int(off) - bytes.LastIndexByte(before, '\n')
+	}
+	return p
+}
+
+// decodeDocument turns document n (JSON) into a typed resource. pos maps an
+// offset in raw to a place in the input, or is nil when raw was converted
+// from YAML.
+func decodeDocument(n int, raw []byte, pos func(int64) position) (messages.Object, *DecodeError) {
+	docErr := func(kind messages.Kind, err error) *DecodeError {
+		return &DecodeError{Document: n, Kind: kind, Offset: -1, Err: err}
 	}
 	var probe struct {
 		APIVersion any `json:"apiVersion"`
 		Kind       any `json:"kind"`
 	}
-	if err := json.Unmarshal(trimmed, &probe); err != nil {
-		return nil, fmt.Errorf("document %d: %s", n, strings.TrimPrefix(err.Error(), "json: "))
+	err := json.Unmarshal(raw, &probe)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		// The value's brackets balance but its content is not JSON.
+		e := docErr("", fmt.Errorf("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: ")))
+		e.Fatal = true
+		if pos != nil {
+			p := pos(se.Offset - 1)
+			e.Line, e.Column, e.Offset = p.line, p.column, p.offset
+		}
+		return nil, e
+	}
+	if raw[0] != '{' {
+		return nil, docErr("", fmt.Errorf("want an object with apiVersion and kind, got %s", jsonType(raw)))
+	}
+	if err != nil {
+		return nil, docErr("", errors.New(strings.TrimPrefix(err.Error(), "json: ")))
 	}
 	switch v := probe.APIVersion.(type) {
 	case nil:
-		return nil, fmt.Errorf("document %d: apiVersion: required (want %s)", n, messages.APIVersion)
+		return nil, docErr("", fmt.Errorf("apiVersion: required (want %s)", messages.APIVersion))
 	case string:
 		if v != messages.APIVersion && v != CertManagerAPIVersion {
-			return nil, fmt.Errorf("document %d: apiVersion: %q is not supported (want %s)", n, v, messages.APIVersion)
+			return nil, docErr("", fmt.Errorf("apiVersion: %s is not supported (want %s)", quote(v), messages.APIVersion))
 		}
 	default:
-		return nil, fmt.Errorf("document %d: apiVersion: must be a string (want %s)", n, messages.APIVersion)
+		return nil, docErr("", fmt.Errorf("apiVersion: must be a string (want %s)", messages.APIVersion))
 	}
 	var kindName string
 	switch v := probe.Kind.(type) {
 	case nil:
-		return nil, fmt.Errorf("document %d: kind: required (want Issuer or Certificate)", n)
+		return nil, docErr("", errors.New("kind: required (want Issuer or Certificate)"))
 	case string:
 		kindName = v
 	default:
-		return nil, fmt.Errorf("document %d: kind: must be a string (want Issuer or Certificate)", n)
+		return nil, docErr("", errors.New("kind: must be a string (want Issuer or Certificate)"))
 	}
 	kind, err := messages.ParseKind(kindName)
 	switch {
 	case err != nil || kind == messages.KindSecret:
-		return nil, fmt.Errorf("document %d: kind: %q is not supported (want Issuer or Certificate)", n, kindName)
+		return nil, docErr("", fmt.Errorf("kind: %s is not supported (want Issuer or Certificate)", quote(kindName)))
 	case kind == messages.KindCertificateRequest || kind == messages.KindOrder || kind == messages.KindChallenge:
-		return nil, fmt.Errorf("document %d: kind: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)", n, kind)
+		return nil, docErr("", fmt.Errorf("kind: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)", kind))
 	}
 	var obj messages.Object
 	var tm *messages.TypeMeta
@@ -307,17 +616,29 @@ func decodeDocument(n int, raw []byte) (messages.Object, error) {
 		o := new(messages.Certificate)
 		obj, tm = o, &o.TypeMeta
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(obj); err != nil {
-		if path := unknownField(trimmed, reflect.TypeOf(obj)); path != "" {
-			return nil, fmt.Errorf("document %d (%s): %s: unknown field", n, kind, path)
+	w := fieldChecker{raw: raw, pos: pos, dupAt: -1}
+	if err := w.check(reflect.TypeOf(obj)); err != nil {
+		if w.dupAt >= 0 || w.fatal {
+			// Like YAML's, a key given twice is a problem of the text,
+			// located by line when the text is at hand.
+			e := docErr("", err)
+			e.Fatal = w.fatal
+			if pos != nil && w.dupAt >= 0 {
+				p := pos(w.dupAt)
+				e.Line, e.Column, e.Offset = p.line, p.column, p.offset
+			}
+			return nil, e
 		}
+		return nil, docErr(kind, err)
+	}
+	// Every key names a field exactly (checked above), so plain Unmarshal
+	// decodes what the check saw.
+	if err := json.Unmarshal(raw, obj); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" && te.Type != nil {
-			return nil, fmt.Errorf("document %d (%s): %s: got a JSON %s, want %s", n, kind, te.Field, te.Value, describeType(te.Type))
+			return nil, docErr(kind, fmt.Errorf("%s: got a JSON %s, want %s", te.Field, te.Value, describeType(te.Type)))
 		}
-		return nil, fmt.Errorf("document %d (%s): %s", n, kind, strings.TrimPrefix(err.Error(), "json: "))
+		return nil, docErr(kind, errors.New(strings.TrimPrefix(err.Error(), "json: ")))
 	}
 	tm.APIVersion, tm.Kind = messages.APIVersion, kind
 	return obj, nil
@@ -338,131 +659,4 @@ func jsonType(b []byte) string {
 		return "null"
 	}
 	return "a number"
-}
-
-// unknownField returns the path ("spec.acme.foo", "spec.acme.solvers[1].bar")
-// of the first field of the JSON object raw that t does not have, or "".
-// encoding/json names only the key, not where it is.
-func unknownField(raw []byte, t reflect.Type) string {
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return ""
-	}
-	return findUnknown(v, t, "")
-}
-
-func findUnknown(v any, t reflect.Type, path string) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch v := v.(type) {
-	case map[string]any:
-		if t.Kind() != reflect.Struct {
-			return ""
-		}
-		fields := jsonFields(t)
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			f, ok := lookupField(fields, k)
-			if !ok {
-				return p
-			}
-			if u := findUnknown(v[k], f.Type, p); u != "" {
-				return u
-			}
-		}
-	case []any:
-		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
-			return ""
-		}
-		for i, e := range v {
-			if u := findUnknown(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); u != "" {
-				return u
-			}
-		}
-	}
-	return ""
-}
-
-// jsonFields maps the JSON names of a struct's fields, including those of
-// embedded structs, to the fields.
-func jsonFields(t reflect.Type) map[string]reflect.StructField {
-	out := map[string]reflect.StructField{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		if tag == "-" {
-			continue
-		}
-		name, _, _ := strings.Cut(tag, ",")
-		if f.Anonymous && name == "" {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				for k, sf := range jsonFields(ft) {
-					if _, ok := out[k]; !ok {
-						out[k] = sf
-					}
-				}
-				continue
-			}
-		}
-		if !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		out[name] = f
-	}
-	return out
-}
-
-// lookupField finds a field as encoding/json does: exact name first, then
-// case-insensitively.
-func lookupField(fields map[string]reflect.StructField, key string) (reflect.StructField, bool) {
-	if f, ok := fields[key]; ok {
-		return f, true
-	}
-	for name, f := range fields {
-		if strings.EqualFold(name, key) {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
-
-// describeType names a Go type in the words of a manifest's author.
-func describeType(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		return "an object"
-	case reflect.Map:
-		return "an object of " + describeType(t.Elem()) + "s"
-	case reflect.Slice, reflect.Array:
-		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(describeType(t.Elem()), "a "), "an ") + "s"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	}
-	return t.String()
 }

@@ -1,6 +1,8 @@
 package producer
 
 import (
+	"fmt"
+	"hash/fnv"
 	"strings"
 
 	"github.com/acmeq/acmeq/messages"
@@ -32,7 +34,12 @@ const AccountKeySuffix = "-account-key"
 // size is given (the algorithm's spelling is normalised: "rsa" is RSA).
 //
 // Issuer: spec.acme.privateKeySecretRef.name defaults to
-// "<issuer name>-account-key".
+// "<issuer name>-account-key" (for a name too long for that to fit in
+// messages.MaxObjectNameLength, the name is cut and a hash of it added, as
+// cert-manager shortens the names it derives); spec.acme.solvers defaults
+// to one HTTP-01 solver, `solvers: [{http01: {}}]`, when it is left out or
+// empty (`solvers: []`), so the stored Issuer shows the solver the workers
+// use.
 func SetDefaults(obj messages.Object) {
 	switch o := obj.(type) {
 	case *messages.Certificate:
@@ -86,7 +93,28 @@ func defaultIssuer(i *messages.Issuer) {
 	if i.Metadata.Namespace == "" {
 		i.Metadata.Namespace = DefaultNamespace
 	}
-	if a := i.Spec.ACME; a != nil && a.PrivateKeySecretRef.Name == "" && i.Metadata.Name != "" {
-		a.PrivateKeySecretRef.Name = i.Metadata.Name + AccountKeySuffix
+	a := i.Spec.ACME
+	if a == nil {
+		return
 	}
+	if a.PrivateKeySecretRef.Name == "" && i.Metadata.Name != "" {
+		a.PrivateKeySecretRef.Name = withSuffix(i.Metadata.Name, AccountKeySuffix)
+	}
+	if len(a.Solvers) == 0 {
+		a.Solvers = []messages.ACMESolver{{HTTP01: &messages.HTTP01Solver{}}}
+	}
+}
+
+// withSuffix appends suffix to name, first shortening name with a hash
+// when the result would be longer than messages.MaxObjectNameLength:
+// "<start of name>-<8 hex digits of FNV-1a of name><suffix>".
+func withSuffix(name, suffix string) string {
+	if len(name)+len(suffix) <= messages.MaxObjectNameLength {
+		return name + suffix
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	hash := fmt.Sprintf("%08x", h.Sum32())
+	keep := max(messages.MaxObjectNameLength-len(suffix)-len(hash)-1, 0)
+	return strings.TrimRight(name[:min(keep, len(name))], "-") + "-" + hash + suffix
 }

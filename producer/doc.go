@@ -32,4 +32,24 @@
 // and the rule broken, e.g.
 //
 //	spec.dnsNames[2]: "foo..example.com" is not a valid DNS name: empty label
+//
+// # Secret ownership
+//
+// A Secret has one owner. Apply claims the Secret a resource writes (a
+// Certificate's spec.secretName, an Issuer's account key; see
+// [SecretClaim]) in the store before writing the resource, and refuses
+// one that names a Secret another resource owns, with an *InvalidError
+// matching [ErrSecretOwned]:
+//
+//	spec.secretName: Secret "shared-tls" is owned by certificate/default/a
+//
+// # Hostile input
+//
+// [Decoder] always ends and holds one document at a time, of at most
+// [MaxDocumentSize] bytes, [MaxDocumentDepth] levels and
+// [MaxDocumentValues] values; a read error, a syntax error or a limit
+// stops the input with one [DecodeError] naming the document, line and
+// column. A resource is at most [MaxResourceSize] bytes of JSON, below
+// NATS's payload limit. Values repeated in errors are cut to 64 bytes and
+// quoted.
 package producer

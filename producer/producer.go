@@ -122,6 +122,98 @@ func (c *Client) applyCertificate(ctx context.Context, in *messages.Certificate)
 	)
 }
 
+// SecretClaim returns the Secret an Issuer or a Certificate, as stored
+// (defaulted), holds: a Certificate's spec.secretName, an Issuer's
+// spec.acme.privateKeySecretRef.name; with the owner it is claimed for and
+// the field that names it. ok is false for other kinds. Deleting the
+// resource passes secret and owner to the store's ReleaseSecret.
+func SecretClaim(obj messages.Object) (field, secret string, owner messages.ObjectReference, ok bool) {
+	m := obj.GetMeta()
+	owner = messages.ObjectReference{Kind: obj.GetKind(), Namespace: m.Namespace, Name: m.Name}
+	switch o := obj.(type) {
+	case *messages.Certificate:
+		secret = o.Spec.SecretName
+		if secret == "" {
+			secret = m.Name
+		}
+		return "spec.secretName", secret, owner, true
+	case *messages.Issuer:
+		if o.Spec.ACME != nil {
+			secret = o.Spec.ACME.PrivateKeySecretRef.Name
+		}
+		if secret == "" {
+			secret = withSuffix(m.Name, AccountKeySuffix)
+		}
+		return "spec.acme.privateKeySecretRef.name", secret, owner, true
+	}
+	return "", "", owner, false
+}
+
+// ErrSecretOwned is matched (errors.Is) by the error of Apply or PutSecret
+// for a resource that names a Secret another resource owns. It is the
+// store's ErrOwned.
+var ErrSecretOwned = store.ErrOwned
+
+// ownedError: field names a Secret another resource owns.
+type ownedError struct {
+	field, secret string
+	owner         messages.ObjectReference
+	err           error // wraps store.ErrOwned
+}
+
+func (e *ownedError) Error() string {
+	o := e.owner
+	switch o.Kind {
+	case messages.KindSecret:
+		return fmt.Sprintf("%s: Secret %s holds data created with acmeq create secret, which no Certificate or Issuer may overwrite", e.field, quote(e.secret))
+	case messages.KindIssuer:
+		return fmt.Sprintf("%s: Secret %s is owned by %s (its ACME account key)", e.field, quote(e.secret), ref(o.Kind, o.Namespace, o.Name))
+	}
+	return fmt.Sprintf("%s: Secret %s is owned by %s", e.field, quote(e.secret), ref(o.Kind, o.Namespace, o.Name))
+}
+
+func (e *ownedError) Unwrap() error { return e.err }
+
+// claimSecret claims the Secret obj names for obj. A Secret owned by
+// another resource is refused with an *InvalidError.
+func (c *Client) claimSecret(ctx context.Context, obj messages.Object) error {
+	field, secret, owner, ok := SecretClaim(obj)
+	if !ok {
+		return nil
+	}
+	return c.claim(ctx, obj.GetKind(), field, secret, owner)
+}
+
+func (c *Client) claim(ctx context.Context, kind messages.Kind, field, secret string, owner messages.ObjectReference) error {
+	err := c.st.ClaimSecret(ctx, owner.Namespace, secret, owner)
+	var oe *store.OwnedError
+	if errors.As(err, &oe) {
+		return &InvalidError{Kind: kind, Namespace: owner.Namespace, Name: owner.Name,
+			Err: &ownedError{field: field, secret: secret, owner: oe.Owner, err: err}}
+	}
+	if err != nil {
+		return fmt.Errorf("producer: claim Secret %s/%s for %s: %w", owner.Namespace, secret, ref(owner.Kind, owner.Namespace, owner.Name), err)
+	}
+	return nil
+}
+
+// releaseFresh gives back the claim obj made on a Secret it did not hold
+// before (before, the stored resource, is nil for a new one), after its
+// write failed: a failed apply leaves no claim. It runs on a failure path,
+// so it outlives the caller's cancellation.
+func (c *Client) releaseFresh(ctx context.Context, obj, before messages.Object) {
+	_, secret, owner, ok := SecretClaim(obj)
+	if !ok {
+		return
+	}
+	if before != nil {
+		if _, old, _, _ := SecretClaim(before); old == secret {
+			return // held before this apply
+		}
+	}
+	_ = c.st.ReleaseSecret(context.WithoutCancel(ctx), owner.Namespace, secret, owner)
+}
+
 // lookupIssuer reads the Issuer a Certificate names; nil if it does not
 // exist or the reference is too malformed to look up (validation reports
 // that).
@@ -160,6 +252,11 @@ func (c *Client) applyIssuer(ctx context.Context, in *messages.Issuer) (Result, 
 // apply writes desired (defaulted and valid) and queues it. empty returns a
 // zero resource, spec its spec for comparison and setSpec copies the spec.
 // Labels are user metadata and are compared and written with the spec.
+//
+// Before it writes, apply claims the Secret the resource names (see
+// SecretClaim), so a resource naming another's Secret is refused before
+// anything is written or queued. An unchanged resource claims nothing: it
+// claimed when it was written.
 func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty func() T, spec func(T) any, setSpec func(dst, src T)) (Result, error) {
 	dm := desired.GetMeta()
 	ns, name, kind := dm.Namespace, dm.Name, desired.GetKind()
@@ -173,13 +270,18 @@ func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty f
 			m := fresh.GetMeta()
 			m.Name, m.Namespace, m.Labels = name, ns, dm.Labels
 			setSpec(fresh, desired)
+			if err := c.claimSecret(ctx, fresh); err != nil {
+				return "", err
+			}
 			err := c.st.Create(ctx, fresh)
 			if errors.Is(err, store.ErrExists) {
 				// Someone created it since our read: compare with theirs.
+				// The claim is by this resource's name, so it stays.
 				lastErr = err
 				continue
 			}
 			if err != nil {
+				c.releaseFresh(ctx, fresh, nil)
 				return "", fmt.Errorf("producer: create %s: %w", r, err)
 			}
 			return c.publish(ctx, fresh, Created)
@@ -194,8 +296,16 @@ func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty f
 		if same && labelsEqual(stored.GetMeta().Labels, dm.Labels) {
 			return Unchanged, nil
 		}
+		before := empty()
+		setSpec(before, stored)
+		before.GetMeta().Name, before.GetMeta().Namespace = name, ns
 		setSpec(stored, desired)
 		stored.GetMeta().Labels = dm.Labels
+		// A changed Secret name claims the new one; the workers release
+		// the old one once the certificate is re-issued into the new.
+		if err := c.claimSecret(ctx, stored); err != nil {
+			return "", err
+		}
 		err = c.st.Update(ctx, stored)
 		if errors.Is(err, store.ErrConflict) {
 			// A worker (or another producer) wrote in between: re-read,
@@ -204,6 +314,7 @@ func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty f
 			continue
 		}
 		if err != nil {
+			c.releaseFresh(ctx, stored, before)
 			return "", fmt.Errorf("producer: update %s: %w", r, err)
 		}
 		return c.publish(ctx, stored, Configured)

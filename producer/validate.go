@@ -2,6 +2,7 @@ package producer
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -9,19 +10,23 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/idna"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acmeq/acmeq/messages"
 )
 
-// Limits enforced by ValidateCertificate.
+// Limits enforced by ValidateCertificate and ValidateIssuer.
 const (
 	// MaxDNSNames is the most names a Certificate may list: the number of
-	// identifiers Let's Encrypt accepts in one order.
+	// identifiers Let's Encrypt accepts in one order (and so in one
+	// certificate).
 	MaxDNSNames = 100
 	// MaxDNSNameLength is the longest DNS name (RFC 1035), in bytes, without
 	// a trailing dot.
@@ -31,7 +36,23 @@ const (
 	// MaxCommonNameLength is the longest subject common name a CA accepts
 	// (RFC 5280 ub-common-name), in bytes.
 	MaxCommonNameLength = 64
+
+	// NATSMaxPayload is NATS's default max_payload, 1 MiB: the largest
+	// message a server accepts, and so the largest value of a KV bucket.
+	NATSMaxPayload = 1 << 20
+	// ResourceSizeMargin is kept free below NATSMaxPayload for what is
+	// added to a resource after it is applied: message headers (a dead
+	// letter copies a message and adds its own) and the status workers
+	// record.
+	ResourceSizeMargin = 64 << 10
+	// MaxResourceSize is the largest Issuer or Certificate, encoded as JSON
+	// as the store keeps it, that Apply accepts: 960 KiB.
+	MaxResourceSize = NATSMaxPayload - ResourceSizeMargin
 )
+
+// maxFieldErrors bounds how many problems the validation of one resource
+// reports; the rest are counted.
+const maxFieldErrors = 20
 
 // IssuerGroup is the only spec.issuerRef.group accepted (and the default).
 const IssuerGroup = "cert-manager.io"
@@ -62,15 +83,16 @@ func ValidateCertificate(c *messages.Certificate, issuer *messages.Issuer) error
 			errs = append(errs, err)
 		}
 	}
-	add(messages.ValidateObjectName("metadata.name", c.Metadata.Name))
-	add(messages.ValidateObjectName("metadata.namespace", c.Metadata.Namespace))
+	add(validateName("metadata.name", c.Metadata.Name))
+	add(validateName("metadata.namespace", c.Metadata.Namespace))
+	errs = append(errs, validateLabels(c.Metadata.Labels)...)
 
 	s := &c.Spec
 	errs = append(errs, validateDNSNames(s.DNSNames, issuer)...)
 
 	if s.CommonName != "" {
 		if n := len(s.CommonName); n > MaxCommonNameLength {
-			add(fmt.Errorf("spec.commonName: %q is %d bytes long, at most %d are allowed", s.CommonName, n, MaxCommonNameLength))
+			add(fmt.Errorf("spec.commonName: %s is %d bytes long, at most %d are allowed", quote(s.CommonName), n, MaxCommonNameLength))
 		}
 		found := false
 		for _, n := range s.DNSNames {
@@ -80,23 +102,23 @@ func ValidateCertificate(c *messages.Certificate, issuer *messages.Issuer) error
 			}
 		}
 		if !found {
-			add(fmt.Errorf("spec.commonName: %q must be one of spec.dnsNames", s.CommonName))
+			add(fmt.Errorf("spec.commonName: %s must be one of spec.dnsNames", quote(s.CommonName)))
 		}
 	}
 
-	add(messages.ValidateObjectName("spec.secretName", s.SecretName))
+	add(validateName("spec.secretName", s.SecretName))
 
 	ref := s.IssuerRef
-	if err := messages.ValidateObjectName("spec.issuerRef.name", ref.Name); err != nil {
+	if err := validateName("spec.issuerRef.name", ref.Name); err != nil {
 		add(err)
 	} else if issuer == nil {
-		add(fmt.Errorf("spec.issuerRef.name: issuer %q not found in namespace %q", ref.Name, c.Metadata.Namespace))
+		add(fmt.Errorf("spec.issuerRef.name: issuer %s not found in namespace %s", quote(ref.Name), quote(c.Metadata.Namespace)))
 	}
 	if ref.Kind != "" && ref.Kind != string(messages.KindIssuer) {
-		add(fmt.Errorf("spec.issuerRef.kind: %q is not supported (want %s)", ref.Kind, messages.KindIssuer))
+		add(fmt.Errorf("spec.issuerRef.kind: %s is not supported (want %s)", quote(ref.Kind), messages.KindIssuer))
 	}
 	if ref.Group != "" && ref.Group != IssuerGroup {
-		add(fmt.Errorf("spec.issuerRef.group: %q is not supported (want %s)", ref.Group, IssuerGroup))
+		add(fmt.Errorf("spec.issuerRef.group: %s is not supported (want %s)", quote(ref.Group), IssuerGroup))
 	}
 
 	if pk := s.PrivateKey; pk != nil {
@@ -106,10 +128,134 @@ func ValidateCertificate(c *messages.Certificate, issuer *messages.Issuer) error
 		case messages.KeyAlgorithmRSA:
 			add(checkSize(pk.Size, "RSA", rsaSizes))
 		default:
-			add(fmt.Errorf("spec.privateKey.algorithm: %q is not supported (want %s or %s)", pk.Algorithm, messages.KeyAlgorithmECDSA, messages.KeyAlgorithmRSA))
+			add(fmt.Errorf("spec.privateKey.algorithm: %s is not supported (want %s or %s)", quote(pk.Algorithm), messages.KeyAlgorithmECDSA, messages.KeyAlgorithmRSA))
 		}
 	}
+	add(checkResourceSize(c))
+	return joinErrors(errs)
+}
+
+// joinErrors joins the problems of one resource, at most maxFieldErrors of
+// them, and says how many more there were.
+func joinErrors(errs []error) error {
+	if len(errs) > maxFieldErrors {
+		more := len(errs) - maxFieldErrors
+		errs = append(errs[:maxFieldErrors:maxFieldErrors], fmt.Errorf("... and %d more problems", more))
+	}
 	return errors.Join(errs...)
+}
+
+// validateName checks a resource, namespace or Secret name with
+// messages.ValidateObjectName's rule (lower-case alphanumerics and '-', at
+// most messages.MaxObjectNameLength characters), wording the error with the
+// value cut short.
+func validateName(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s: must not be empty", field)
+	}
+	if n := len(s); n > messages.MaxObjectNameLength {
+		return fmt.Errorf("%s: %s is %d characters long, at most %d are allowed", field, quote(s), n, messages.MaxObjectNameLength)
+	}
+	if messages.ValidateObjectName(field, s) != nil {
+		return fmt.Errorf("%s: %s must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character", field, quote(s))
+	}
+	return nil
+}
+
+// validateLabels checks metadata.labels with Kubernetes' rules for label
+// keys (an optional DNS subdomain prefix and '/', then a name of at most 63
+// characters) and values (at most 63 characters), from
+// k8s.io/apimachinery/pkg/util/validation.
+func validateLabels(labels map[string]string) []error {
+	var errs []error
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("metadata.labels: key %s is not valid: %s", quote(k), strings.Join(msgs, "; ")))
+			continue
+		}
+		if msgs := validation.IsValidLabelValue(labels[k]); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("%s: value %s is not valid: %s", joinPath("metadata.labels", k), quote(labels[k]), strings.Join(msgs, "; ")))
+		}
+	}
+	return errs
+}
+
+// checkResourceSize refuses a resource whose JSON is over MaxResourceSize,
+// naming the field that makes it large.
+func checkResourceSize(obj messages.Object) error {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("producer: encode %s: %w", obj.GetKind(), err)
+	}
+	if len(b) <= MaxResourceSize {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("producer: decode %s: %w", obj.GetKind(), err)
+	}
+	field, what := largestField(v)
+	return fmt.Errorf("%s: %s, the resource is %s, over the %s limit", field, what, sizeString(len(b)), sizeString(MaxResourceSize))
+}
+
+// largestField follows, from the root of a JSON value, the child that
+// makes up at least half of its parent, and describes where it stops:
+// ("spec.dnsNames", "40000 names").
+func largestField(v any) (path, what string) {
+	size := func(v any) int {
+		b, _ := json.Marshal(v)
+		return len(b)
+	}
+	for root := true; ; root = false {
+		total := size(v)
+		next, nextPath, best := any(nil), "", -1
+		switch x := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				if n := size(x[k]); n > best {
+					next, nextPath, best = x[k], joinPath(path, k), n
+				}
+			}
+		case []any:
+			for i, e := range x {
+				if n := size(e); n > best {
+					next, nextPath, best = e, fmt.Sprintf("%s[%d]", path, i), n
+				}
+			}
+		}
+		if best < 0 || !root && 2*best < total {
+			break
+		}
+		v, path = next, nextPath
+	}
+	switch x := v.(type) {
+	case []any:
+		switch {
+		case strings.HasSuffix(path, "dnsNames"):
+			return path, fmt.Sprintf("%d names", len(x))
+		case strings.HasSuffix(path, "dnsZones"):
+			return path, fmt.Sprintf("%d zones", len(x))
+		}
+		return path, fmt.Sprintf("%d entries", len(x))
+	case map[string]any:
+		if strings.HasSuffix(path, "labels") {
+			return path, fmt.Sprintf("%d labels", len(x))
+		}
+		return path, fmt.Sprintf("%d keys", len(x))
+	case string:
+		return path, fmt.Sprintf("a string of %s", sizeString(len(x)))
+	}
+	return path, "a large value"
 }
 
 func checkSize(size int, alg string, allowed []int) error {
@@ -146,7 +292,7 @@ func validateDNSNames(names []string, issuer *messages.Issuer) []error {
 		field := fmt.Sprintf("spec.dnsNames[%d]", i)
 		lower := strings.ToLower(n)
 		if first, dup := seen[lower]; dup {
-			errs = append(errs, fmt.Errorf("%s: duplicate of spec.dnsNames[%d] %q", field, first, names[first]))
+			errs = append(errs, fmt.Errorf("%s: duplicate of spec.dnsNames[%d] %s", field, first, quote(names[first])))
 			continue
 		}
 		seen[lower] = i
@@ -155,18 +301,23 @@ func validateDNSNames(names []string, issuer *messages.Issuer) []error {
 			continue
 		}
 		if _, err := netip.ParseAddr(n); err == nil {
-			errs = append(errs, fmt.Errorf("%s: %q is an IP address, not a DNS name (acmeq issues for DNS names only)", field, n))
+			errs = append(errs, fmt.Errorf("%s: %s is an IP address, not a DNS name (acmeq issues for DNS names only)", field, quote(n)))
 			continue
 		}
 		wildcard, reason := checkDNSName(lower)
 		if reason != "" {
-			errs = append(errs, fmt.Errorf("%s: %q is not a valid DNS name: %s", field, n, reason))
+			errs = append(errs, fmt.Errorf("%s: %s is not a valid DNS name: %s", field, quote(n), reason))
 			continue
 		}
-		if wildcard && issuer != nil {
+		if issuer == nil {
+			continue
+		}
+		if wildcard {
 			if why := noDNS01For(lower, issuer); why != "" {
-				errs = append(errs, fmt.Errorf("%s: %q is a wildcard, which HTTP-01 cannot validate: %s", field, n, why))
+				errs = append(errs, fmt.Errorf("%s: %s is a wildcard, which HTTP-01 cannot validate: %s", field, quote(n), why))
 			}
+		} else if why := noSolverFor(lower, issuer); why != "" {
+			errs = append(errs, fmt.Errorf("%s: %s cannot be validated: %s", field, quote(n), why))
 		}
 	}
 	return errs
@@ -175,7 +326,19 @@ func validateDNSNames(names []string, issuer *messages.Issuer) []error {
 // checkDNSName checks a lower-cased name per RFC 1123, allowing a leading
 // "*." wildcard label. It returns whether the name is a wildcard and, if it
 // is invalid, why.
+//
+// Names are ASCII: a Unicode name is refused with its ASCII form as a hint
+// (acmeq stores and requests exactly what was applied, so it does not
+// convert names behind the user's back). A label starting "xn--" must be
+// the canonical ASCII form of a valid Unicode label under IDNA's lookup
+// rules (golang.org/x/net/idna, idna.Lookup), and any other label with
+// "--" in its third and fourth characters is refused, as ACME CAs do.
 func checkDNSName(name string) (wildcard bool, reason string) {
+	return checkName(name, 2)
+}
+
+// checkName is checkDNSName requiring at least minLabels labels.
+func checkName(name string, minLabels int) (wildcard bool, reason string) {
 	if len(name) > MaxDNSNameLength {
 		return false, fmt.Sprintf("%d characters long, at most %d are allowed", len(name), MaxDNSNameLength)
 	}
@@ -186,6 +349,16 @@ func checkDNSName(name string) (wildcard bool, reason string) {
 	if strings.HasPrefix(rest, "*.") {
 		wildcard, rest = true, rest[2:]
 	}
+	if i := strings.IndexFunc(rest, func(r rune) bool { return r >= 0x80 }); i >= 0 {
+		ascii, err := idna.Lookup.ToASCII(rest)
+		if err != nil {
+			return wildcard, fmt.Sprintf("it contains non-ASCII characters and has no valid IDNA form (%v)", err)
+		}
+		if wildcard {
+			ascii = "*." + ascii
+		}
+		return wildcard, fmt.Sprintf("it contains non-ASCII characters: write it in its ASCII (punycode) form %s", quote(ascii))
+	}
 	labels := strings.Split(rest, ".")
 	for _, l := range labels {
 		switch {
@@ -194,38 +367,61 @@ func checkDNSName(name string) (wildcard bool, reason string) {
 		case strings.Contains(l, "*"):
 			return wildcard, `a wildcard is only allowed as the whole first label ("*.")`
 		case len(l) > MaxLabelLength:
-			return wildcard, fmt.Sprintf("label %q is %d characters long, at most %d are allowed", l, len(l), MaxLabelLength)
+			return wildcard, fmt.Sprintf("label %s is %d characters long, at most %d are allowed", quote(l), len(l), MaxLabelLength)
 		}
 		for _, r := range l {
 			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-				return wildcard, fmt.Sprintf("label %q contains %q (allowed: a-z, 0-9 and '-')", l, r)
+				return wildcard, fmt.Sprintf("label %s contains %q (allowed: a-z, 0-9 and '-')", quote(l), r)
 			}
 		}
 		if l[0] == '-' {
-			return wildcard, fmt.Sprintf("label %q starts with '-'", l)
+			return wildcard, fmt.Sprintf("label %s starts with '-'", quote(l))
 		}
 		if l[len(l)-1] == '-' {
-			return wildcard, fmt.Sprintf("label %q ends with '-'", l)
+			return wildcard, fmt.Sprintf("label %s ends with '-'", quote(l))
+		}
+		if why := idnaProblem(l); why != "" {
+			return wildcard, why
 		}
 	}
-	if len(labels) < 2 {
+	if len(labels) < minLabels {
 		return wildcard, "at least two labels are required"
 	}
 	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
-		return wildcard, fmt.Sprintf("the last label %q is all numeric", tld)
+		return wildcard, fmt.Sprintf("the last label %s is all numeric", quote(tld))
 	}
 	return wildcard, ""
+}
+
+// idnaProblem checks a lower-case LDH label against IDNA: "xn--" labels
+// must decode to a valid Unicode label and be its canonical encoding; other
+// labels must not have "--" in their third and fourth characters, which
+// IDNA reserves (RFC 5891 section 4.2.3.1).
+func idnaProblem(l string) string {
+	if len(l) < 4 || l[2:4] != "--" {
+		return ""
+	}
+	if !strings.HasPrefix(l, "xn--") {
+		return fmt.Sprintf(`label %s has "--" in its third and fourth characters, which only IDNA labels ("xn--") may have`, quote(l))
+	}
+	u, err := idna.Lookup.ToUnicode(l)
+	if err != nil {
+		return fmt.Sprintf("label %s is not a valid IDNA label: %v", quote(l), err)
+	}
+	if u == "" {
+		return fmt.Sprintf("label %s is not a valid IDNA label: it decodes to nothing", quote(l))
+	}
+	if back, err := idna.Lookup.ToASCII(u); err != nil || back != l {
+		return fmt.Sprintf("label %s is not a valid IDNA label: it is not the canonical form of %s", quote(l), quote(u))
+	}
+	return ""
 }
 
 // noDNS01For says why issuer cannot solve the wildcard name (lower case),
 // or "" if one of its dns01 solvers selects it.
 func noDNS01For(name string, issuer *messages.Issuer) string {
-	var solvers []messages.ACMESolver
-	if issuer.Spec.ACME != nil {
-		solvers = issuer.Spec.ACME.Solvers
-	}
 	hasDNS01 := false
-	for _, s := range solvers {
+	for _, s := range issuerSolvers(issuer) {
 		if s.DNS01 == nil {
 			continue
 		}
@@ -238,6 +434,66 @@ func noDNS01For(name string, issuer *messages.Issuer) string {
 		return fmt.Sprintf("the issuer %q has no dns01 solver", issuer.Metadata.Name)
 	}
 	return fmt.Sprintf("no dns01 solver of the issuer %q selects it", issuer.Metadata.Name)
+}
+
+// issuerSolvers returns the solvers of an Issuer; none means one HTTP-01
+// solver (see SetDefaults), as the workers read it.
+func issuerSolvers(issuer *messages.Issuer) []messages.ACMESolver {
+	if issuer.Spec.ACME == nil || len(issuer.Spec.ACME.Solvers) == 0 {
+		return []messages.ACMESolver{{HTTP01: &messages.HTTP01Solver{}}}
+	}
+	return issuer.Spec.ACME.Solvers
+}
+
+// noSolverFor says why no solver of issuer can validate the name (lower
+// case, not a wildcard), or "" if one selects it: the workers would find
+// none for its challenge.
+func noSolverFor(name string, issuer *messages.Issuer) string {
+	solvers := issuerSolvers(issuer)
+	var sels []string
+	for i, s := range solvers {
+		if s.HTTP01 == nil && s.DNS01 == nil {
+			continue
+		}
+		if selects(s.Selector, name) {
+			return ""
+		}
+		sels = append(sels, fmt.Sprintf("solvers[%d] selects %s", i, describeSelector(s.Selector)))
+	}
+	why := fmt.Sprintf("no solver of the issuer %q selects it", issuer.Metadata.Name)
+	if len(sels) > 0 {
+		const most = 3
+		if len(sels) > most {
+			sels = append(sels[:most], fmt.Sprintf("%d more", len(sels)-most))
+		}
+		why += " (" + strings.Join(sels, "; ") + ")"
+	}
+	return why
+}
+
+// describeSelector renders a selector briefly: dnsZones "a.com", "b.com";
+// dnsNames "www.c.com".
+func describeSelector(sel *messages.SolverSelector) string {
+	list := func(what string, items []string) string {
+		const most = 3
+		q := make([]string, 0, most+1)
+		for i, it := range items {
+			if i == most {
+				q = append(q, fmt.Sprintf("and %d more", len(items)-most))
+				break
+			}
+			q = append(q, quote(it))
+		}
+		return what + " " + strings.Join(q, ", ")
+	}
+	var parts []string
+	if len(sel.DNSZones) > 0 {
+		parts = append(parts, list("dnsZones", sel.DNSZones))
+	}
+	if len(sel.DNSNames) > 0 {
+		parts = append(parts, list("dnsNames", sel.DNSNames))
+	}
+	return strings.Join(parts, " and ")
 }
 
 // selects reports whether a solver selector matches name, as cert-manager
@@ -275,23 +531,27 @@ func ValidateIssuer(i *messages.Issuer) error {
 			errs = append(errs, err)
 		}
 	}
-	add(messages.ValidateObjectName("metadata.name", i.Metadata.Name))
-	add(messages.ValidateObjectName("metadata.namespace", i.Metadata.Namespace))
+	add(validateName("metadata.name", i.Metadata.Name))
+	add(validateName("metadata.namespace", i.Metadata.Namespace))
+	errs = append(errs, validateLabels(i.Metadata.Labels)...)
 
 	a := i.Spec.ACME
 	if a == nil {
 		add(errors.New("spec.acme: required (acmeq supports ACME issuers only)"))
-		return errors.Join(errs...)
+		return joinErrors(errs)
 	}
 	add(validateServer(a.Server))
 	if a.Email != "" {
 		if why := emailProblem(a.Email); why != "" {
-			add(fmt.Errorf("spec.acme.email: %q is not a valid email address: %s", a.Email, why))
+			add(fmt.Errorf("spec.acme.email: %s is not a valid email address: %s", quote(a.Email), why))
 		}
 	}
-	add(messages.ValidateObjectName("spec.acme.privateKeySecretRef.name", a.PrivateKeySecretRef.Name))
+	add(validateName("spec.acme.privateKeySecretRef.name", a.PrivateKeySecretRef.Name))
 	if a.CABundle != "" {
 		add(validateCABundle(a.CABundle))
+	}
+	if len(a.Solvers) == 0 {
+		add(errors.New("spec.acme.solvers: at least one solver is required (SetDefaults gives an Issuer without solvers one http01 solver)"))
 	}
 	for n, s := range a.Solvers {
 		field := fmt.Sprintf("spec.acme.solvers[%d]", n)
@@ -299,11 +559,46 @@ func ValidateIssuer(i *messages.Issuer) error {
 			add(fmt.Errorf("%s: exactly one of http01 or dns01 must be set", field))
 			continue
 		}
+		if s.Selector != nil {
+			errs = append(errs, validateSelector(field+".selector", s.Selector)...)
+		}
 		if s.DNS01 != nil {
 			errs = append(errs, validateDNS01(field+".dns01", s.DNS01)...)
 		}
 	}
-	return errors.Join(errs...)
+	add(checkResourceSize(i))
+	return joinErrors(errs)
+}
+
+// validateSelector checks a solver's selector: dnsNames are DNS names (a
+// "*." wildcard allowed, as in a Certificate), dnsZones are DNS names
+// without a wildcard, with an optional trailing dot, and may be a single
+// label.
+func validateSelector(field string, sel *messages.SolverSelector) []error {
+	var errs []error
+	for j, n := range sel.DNSNames {
+		f := fmt.Sprintf("%s.dnsNames[%d]", field, j)
+		if n == "" {
+			errs = append(errs, fmt.Errorf("%s: must not be empty", f))
+			continue
+		}
+		if _, reason := checkDNSName(strings.ToLower(n)); reason != "" {
+			errs = append(errs, fmt.Errorf("%s: %s is not a valid DNS name: %s", f, quote(n), reason))
+		}
+	}
+	for j, z := range sel.DNSZones {
+		f := fmt.Sprintf("%s.dnsZones[%d]", field, j)
+		zone := strings.TrimSuffix(strings.ToLower(z), ".")
+		switch wildcard, reason := checkName(zone, 1); {
+		case zone == "":
+			errs = append(errs, fmt.Errorf("%s: must not be empty", f))
+		case wildcard:
+			errs = append(errs, fmt.Errorf("%s: %s is not a valid DNS zone: a zone cannot be a wildcard (a zone selects its subdomains: write %s)", f, quote(z), quote(strings.TrimPrefix(zone, "*."))))
+		case reason != "":
+			errs = append(errs, fmt.Errorf("%s: %s is not a valid DNS zone: %s", f, quote(z), reason))
+		}
+	}
+	return errs
 }
 
 func validateServer(server string) error {
@@ -312,7 +607,7 @@ func validateServer(server string) error {
 	}
 	u, err := url.Parse(server)
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("spec.acme.server: %q must be an absolute https URL", server)
+		return fmt.Errorf("spec.acme.server: %s must be an absolute https URL", quote(server))
 	}
 	return nil
 }
@@ -367,7 +662,7 @@ func validateDNS01(field string, d *messages.DNS01Solver) []error {
 	if p.Nameserver == "" {
 		errs = append(errs, fmt.Errorf("%s.nameserver: required (host:port)", field))
 	} else if host, port, err := net.SplitHostPort(p.Nameserver); err != nil || host == "" || !validPort(port) {
-		errs = append(errs, fmt.Errorf("%s.nameserver: %q must be host:port, e.g. 10.0.0.53:53", field, p.Nameserver))
+		errs = append(errs, fmt.Errorf("%s.nameserver: %s must be host:port, e.g. 10.0.0.53:53", field, quote(p.Nameserver)))
 	}
 	if p.TSIGAlgorithm != "" {
 		ok := false
@@ -379,7 +674,7 @@ func validateDNS01(field string, d *messages.DNS01Solver) []error {
 			}
 		}
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s.tsigAlgorithm: %q is not supported (want %s)", field, p.TSIGAlgorithm, orList(tsigAlgorithms)))
+			errs = append(errs, fmt.Errorf("%s.tsigAlgorithm: %s is not supported (want %s)", field, quote(p.TSIGAlgorithm), orList(tsigAlgorithms)))
 		}
 	}
 	if (p.TSIGKeyName == "") != (p.TSIGSecretSecretRef == nil) {
@@ -387,7 +682,7 @@ func validateDNS01(field string, d *messages.DNS01Solver) []error {
 	}
 	if p.TSIGKeyName != "" {
 		if _, ok := dns.IsDomainName(p.TSIGKeyName); !ok || strings.Trim(p.TSIGKeyName, ".") == "" || strings.Contains(p.TSIGKeyName, "..") {
-			errs = append(errs, fmt.Errorf("%s.tsigKeyName: %q is not a valid DNS name", field, p.TSIGKeyName))
+			errs = append(errs, fmt.Errorf("%s.tsigKeyName: %s is not a valid DNS name", field, quote(p.TSIGKeyName)))
 		}
 	}
 	if ref := p.TSIGSecretSecretRef; ref != nil {
@@ -400,16 +695,16 @@ func validateDNS01(field string, d *messages.DNS01Solver) []error {
 // name is an object name and the key a Kubernetes Secret data key.
 func validateSecretKeySelector(field string, ref *messages.SecretKeySelector) []error {
 	var errs []error
-	if err := messages.ValidateObjectName(field+".name", ref.Name); err != nil {
+	if err := validateName(field+".name", ref.Name); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
 	case ref.Key == "":
 		errs = append(errs, fmt.Errorf("%s.key: must not be empty", field))
 	case len(ref.Key) > maxSecretKeyLength:
-		errs = append(errs, fmt.Errorf("%s.key: %q is longer than %d characters", field, ref.Key, maxSecretKeyLength))
+		errs = append(errs, fmt.Errorf("%s.key: %s is longer than %d characters", field, quote(ref.Key), maxSecretKeyLength))
 	case !secretKeyRE.MatchString(ref.Key) || ref.Key == "." || ref.Key == "..":
-		errs = append(errs, fmt.Errorf("%s.key: %q must consist of alphanumeric characters, '-', '_' or '.'", field, ref.Key))
+		errs = append(errs, fmt.Errorf("%s.key: %s must consist of alphanumeric characters, '-', '_' or '.'", field, quote(ref.Key)))
 	}
 	return errs
 }

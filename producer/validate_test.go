@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -106,11 +107,11 @@ func TestValidateCertificateRejects(t *testing.T) {
 	}, {
 		name:   "label too long",
 		mutate: func(c *messages.Certificate) { c.Spec.DNSNames = []string{label64 + ".example.com"} },
-		want:   `spec.dnsNames[0]: "` + label64 + `.example.com" is not a valid DNS name: label "` + label64 + `" is 64 characters long, at most 63 are allowed`,
+		want:   `spec.dnsNames[0]: "` + label64 + `..." is not a valid DNS name: label "` + label64 + `" is 64 characters long, at most 63 are allowed`,
 	}, {
 		name:   "name too long",
 		mutate: func(c *messages.Certificate) { c.Spec.DNSNames = []string{long253, long255} },
-		want:   `spec.dnsNames[1]: "` + long255 + `" is not a valid DNS name: 255 characters long, at most 253 are allowed`,
+		want:   `spec.dnsNames[1]: "` + long255[:64] + `..." is not a valid DNS name: 255 characters long, at most 253 are allowed`,
 	}, {
 		name:   "IPv4 address",
 		mutate: func(c *messages.Certificate) { c.Spec.DNSNames = []string{"192.0.2.1"} },
@@ -177,7 +178,7 @@ func TestValidateCertificateRejects(t *testing.T) {
 			c.Spec.DNSNames = []string{cn65}
 			c.Spec.CommonName = cn65
 		},
-		want: `spec.commonName: "` + cn65 + `" is 65 bytes long, at most 64 are allowed`,
+		want: `spec.commonName: "` + cn65[:64] + `..." is 65 bytes long, at most 64 are allowed`,
 	}, {
 		name:     "unknown issuer",
 		mutate:   func(c *messages.Certificate) { c.Spec.IssuerRef.Name = "prod" },
@@ -450,7 +451,7 @@ func TestValidateIssuer(t *testing.T) {
 		}), s0 + `.tsigSecretSecretRef.key: ".." must consist of alphanumeric characters, '-', '_' or '.'`},
 		{"TSIG secret ref with a long key", rfc(func(p *messages.RFC2136Provider) {
 			p.TSIGKeyName, p.TSIGSecretSecretRef = "k.", &messages.SecretKeySelector{Name: "tsig", Key: strings.Repeat("k", 254)}
-		}), s0 + `.tsigSecretSecretRef.key: "` + strings.Repeat("k", 254) + `" is longer than 253 characters`},
+		}), s0 + `.tsigSecretSecretRef.key: "` + strings.Repeat("k", 64) + `..." is longer than 253 characters`},
 		{"TSIG secret ref with every problem", rfc(func(p *messages.RFC2136Provider) {
 			p.TSIGSecretSecretRef = &messages.SecretKeySelector{}
 		}), s0 + `: tsigKeyName and tsigSecretSecretRef must be set together` + "\n" +
@@ -474,5 +475,78 @@ func TestValidateIssuer(t *testing.T) {
 				t.Errorf("ValidateIssuer:\n got: %s\nwant: %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestSetDefaultsIssuerSolversAndAccountKey(t *testing.T) {
+	t.Parallel()
+	for _, solvers := range [][]messages.ACMESolver{nil, {}} {
+		i := &messages.Issuer{Metadata: messages.ObjectMeta{Name: "dev"}, Spec: messages.IssuerSpec{ACME: &messages.ACMEIssuer{Solvers: solvers}}}
+		SetDefaults(i)
+		if s := i.Spec.ACME.Solvers; len(s) != 1 || s[0].HTTP01 == nil || s[0].DNS01 != nil || s[0].Selector != nil {
+			t.Errorf("solvers %#v defaulted to %+v, want one http01 solver", solvers, s)
+		}
+	}
+	dns := []messages.ACMESolver{{DNS01: &messages.DNS01Solver{RFC2136: &messages.RFC2136Provider{Nameserver: "10.0.0.53:53"}}}}
+	i := &messages.Issuer{Metadata: messages.ObjectMeta{Name: "dev"}, Spec: messages.IssuerSpec{ACME: &messages.ACMEIssuer{Solvers: dns}}}
+	SetDefaults(i)
+	if len(i.Spec.ACME.Solvers) != 1 || i.Spec.ACME.Solvers[0].DNS01 == nil {
+		t.Errorf("given solvers changed: %+v", i.Spec.ACME.Solvers)
+	}
+
+	// The longest names still get an account key Secret that fits.
+	keyOf := func(name string) string {
+		i := &messages.Issuer{Metadata: messages.ObjectMeta{Name: name}, Spec: messages.IssuerSpec{ACME: &messages.ACMEIssuer{}}}
+		SetDefaults(i)
+		return i.Spec.ACME.PrivateKeySecretRef.Name
+	}
+	n188 := strings.Repeat("a", messages.MaxObjectNameLength-len(AccountKeySuffix))
+	if got := keyOf(n188); got != n188+AccountKeySuffix {
+		t.Errorf("account key of a %d-character issuer: %q, want the name and the suffix", len(n188), got)
+	}
+	a200, b200 := strings.Repeat("a", 199)+"b", strings.Repeat("a", 199)+"c"
+	ka, kb := keyOf(a200), keyOf(b200)
+	for _, k := range []string{ka, kb} {
+		if len(k) > messages.MaxObjectNameLength || !strings.HasSuffix(k, AccountKeySuffix) || validateName("k", k) != nil {
+			t.Errorf("account key %q (%d characters) does not fit", k, len(k))
+		}
+	}
+	if ka == kb || ka != keyOf(a200) {
+		t.Errorf("account keys %q and %q: want distinct and stable", ka, kb)
+	}
+}
+
+// TestResourceSize checks MaxResourceSize at its boundary and that the
+// error names the field that makes the resource large.
+func TestResourceSize(t *testing.T) {
+	t.Parallel()
+	c := validCert()
+	c.Metadata.Labels = map[string]string{"pad": ""}
+	base, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Metadata.Labels["pad"] = strings.Repeat("p", MaxResourceSize-len(base))
+	if err := checkResourceSize(c); err != nil {
+		t.Errorf("a resource of exactly MaxResourceSize: %v", err)
+	}
+	c.Metadata.Labels["pad"] += "p"
+	const want = "metadata.labels.pad: a string of 959.7 KiB, the resource is 960.1 KiB, over the 960 KiB limit"
+	if err := checkResourceSize(c); err == nil || err.Error() != want {
+		t.Errorf("one byte over:\n got: %v\nwant: %s", err, want)
+	}
+
+	c = validCert()
+	c.Spec.DNSNames = make([]string, 45000)
+	for i := range c.Spec.DNSNames {
+		c.Spec.DNSNames[i] = fmt.Sprintf("host%05d.example.com", i)
+	}
+	err = ValidateCertificate(c, httpIssuer())
+	const wantNames = "spec.dnsNames: 45000 names, the resource is 1.1 MiB, over the 960 KiB limit"
+	if err == nil || !strings.Contains(err.Error(), "\n"+wantNames) {
+		t.Errorf("45000 names:\n got: %v\nwant a line: %s", err, wantNames)
+	}
+	if first, _, _ := strings.Cut(err.Error(), "\n"); first != "spec.dnsNames: 45000 names, at most 100 are allowed (the ACME limit of Let's Encrypt)" {
+		t.Errorf("45000 names: first problem %q", first)
 	}
 }

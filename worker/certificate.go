@@ -367,6 +367,9 @@ func (r *certRun) nextKey(ctx context.Context, keyName string) (crypto.Signer, b
 	if err != nil {
 		return nil, false, err
 	}
+	if err := w.store.ClaimSecret(ctx, ns, keyName, r.ref); err != nil {
+		return nil, false, fmt.Errorf("certificate %s/%s: store private key: %w", ns, r.name(), err)
+	}
 	if err := w.store.CreateSecret(ctx, ns, keyName, map[string][]byte{messages.SecretTLSKey: pemKey}, &r.ref); err != nil {
 		// ErrExists: another worker won; redeliver and use its key.
 		return nil, false, fmt.Errorf("certificate %s/%s: store private key: %w", ns, r.name(), errors.Join(err, store.ErrConflict))
@@ -542,8 +545,11 @@ func (r *certRun) refreshARI(ctx context.Context) bool {
 func (r *certRun) cleanUpAfterIssue(ctx context.Context, rev int) {
 	w, ns := r.w, r.ns()
 	ctx = context.WithoutCancel(ctx)
-	if err := w.store.Delete(ctx, messages.KindSecret, ns, nextKeySecretName(r.name(), rev)); err != nil {
+	keyName := nextKeySecretName(r.name(), rev)
+	if err := w.store.Delete(ctx, messages.KindSecret, ns, keyName); err != nil {
 		logger(ctx).Warn("delete temporary key secret", "err", err)
+	} else if err := w.store.ReleaseSecret(ctx, ns, keyName, r.ref); err != nil {
+		logger(ctx).Warn("release temporary key secret", "err", err)
 	}
 	limit := messages.RevisionHistoryLimitDefault
 	if l := r.cert.Spec.RevisionHistoryLimit; l != nil && *l > 0 {

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,10 +49,7 @@ type Store struct {
 	// markerTTL is set for buckets created with LimitMarkerTTL (older
 	// buckets keep their delete markers).
 	markerTTL map[messages.Kind]bool
-
-	ownersOnce sync.Once
-	ownersKV   jetstream.KeyValue
-	ownersErr  error
+	owners    jetstream.KeyValue // SecretOwnerBucket, see claims.go
 }
 
 // Open creates the buckets if needed (idempotent) and returns a Store.
@@ -90,6 +86,9 @@ func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Confi
 			return nil, fmt.Errorf("store: open bucket %s: %w", k.Bucket(), err)
 		}
 		s.kvs[k] = kv
+	}
+	if err := s.openClaims(ctx, js, cfg.Replicas); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
