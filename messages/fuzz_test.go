@@ -43,7 +43,7 @@ func FuzzDecodeTransition(f *testing.F) {
 		if k, err := ParseKind(tokens[2]); err != nil || k != tr.Kind {
 			t.Fatalf("subject token %q parses as kind %q, %v; want %s", tokens[2], k, err, tr.Kind)
 		}
-		if !strings.HasPrefix(subject, strings.TrimSuffix(WorkFilter(tr.Kind), ">")) {
+		if !strings.HasPrefix(subject, WorkSubjectPrefix+"."+tr.Kind.Token()+".") {
 			t.Fatalf("subject %q is not read by the %s consumer (%s)", subject, tr.Kind, WorkFilter(tr.Kind))
 		}
 		b, err := json.Marshal(tr)

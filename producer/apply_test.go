@@ -442,13 +442,26 @@ func TestApplyPublishFailure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	res, err := e.c.Apply(ctx, userIssuer())
-	if res != Created || err == nil || !strings.HasPrefix(err.Error(), "producer: issuer/default/dev created but not queued (the workers' periodic resync will pick it up): ") {
+	if res != Created || err == nil || !strings.HasPrefix(err.Error(), "producer: issuer/default/dev created but not queued (apply it again to queue it): ") {
 		t.Fatalf("Apply: %s, %v", res, err)
 	}
 	var iss messages.Issuer
 	if err := e.st.Get(ctx, "default", "dev", &iss); err != nil {
 		t.Errorf("the Issuer was not stored: %v", err)
 	}
+	// Applying again, once the stream is back, queues what was lost.
+	if err := bus.EnsureStreams(ctx, e.js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.c.Apply(ctx, userIssuer()); res != Unchanged || err != nil {
+		t.Fatalf("Apply again: %s, %v", res, err)
+	}
+	e.expectMsgs(t, 1)
+	// And once more: the same message ID, dropped as a duplicate.
+	if res, err := e.c.Apply(ctx, userIssuer()); res != Unchanged || err != nil {
+		t.Fatalf("Apply a third time: %s, %v", res, err)
+	}
+	e.expectMsgs(t, 1)
 }
 
 func TestApplyRefusesOtherKinds(t *testing.T) {

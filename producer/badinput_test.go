@@ -248,8 +248,8 @@ func TestBadInputs(t *testing.T) {
 			absent:  []string{"dup-c"},
 		}, {
 			name:   "an unknown field",
-			input:  text(cert("unknown", `,"duration":"2160h"`)),
-			errs:   []string{`document 1 (Certificate): spec.duration: unknown field`},
+			input:  text(cert("unknown", `,"isCA":true`)),
+			errs:   []string{`document 1 (Certificate): spec.isCA: unknown field`},
 			absent: []string{"unknown"},
 		}, {
 			name:   "a field name in the wrong case",

@@ -141,8 +141,8 @@ func TestDecodeErrors(t *testing.T) {
 		want  string
 	}{{
 		name:  "unknown field, YAML",
-		input: "apiVersion: acmeq.io/v1\nkind: Certificate\nmetadata:\n  name: web\nspec:\n  dnsNames: [a.example.com]\n  duration: 2160h\n",
-		want:  `document 1 (Certificate): spec.duration: unknown field`,
+		input: "apiVersion: acmeq.io/v1\nkind: Certificate\nmetadata:\n  name: web\nspec:\n  dnsNames: [a.example.com]\n  isCA: true\n",
+		want:  `document 1 (Certificate): spec.isCA: unknown field`,
 	}, {
 		name:  "unknown field in a list, JSON Lines",
 		input: issuer + "\n" + `{"apiVersion":"acmeq.io/v1","kind":"Issuer","metadata":{"name":"x"},"spec":{"acme":{"solvers":[{"http01":{}},{"dns01":{"route53":{}}}]}}}`,

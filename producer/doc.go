@@ -24,8 +24,9 @@
 // of its Nats-Msg-Id: a retried publish of the same write is stored once by
 // the work stream's duplicate window, while every distinct write wakes the
 // workers. If the publish fails after the write succeeded, Apply reports the
-// error; the workers' periodic resync finds the resource unfinished and
-// queues it, so nothing is lost, only delayed.
+// error; applying again queues it: an unchanged resource is queued again
+// under the same message ID, which the work stream drops as a duplicate
+// when the first publish did arrive.
 //
 // Invalid input is rejected before anything is written or queued: see
 // [ValidateCertificate] and [ValidateIssuer], whose errors name the field

@@ -294,7 +294,10 @@ func apply[T messages.Object](ctx context.Context, c *Client, desired T, empty f
 			return "", fmt.Errorf("producer: compare %s: %w", r, err)
 		}
 		if same && labelsEqual(stored.GetMeta().Labels, dm.Labels) {
-			return Unchanged, nil
+			// Queued again under the same message ID: a duplicate of a
+			// transition that was stored is dropped by the work stream,
+			// and one that was lost (a failed publish) goes out now.
+			return c.publish(ctx, stored, Unchanged)
 		}
 		before := empty()
 		setSpec(before, stored)
@@ -328,11 +331,9 @@ func (c *Client) publish(ctx context.Context, obj messages.Object, res Result) (
 	m := obj.GetMeta()
 	t := messages.Transition{Kind: obj.GetKind(), Namespace: m.Namespace, Name: m.Name, Action: messages.ActionApply}
 	if err := c.bus.Publish(ctx, t, strconv.FormatUint(m.ResourceVersion, 10)); err != nil {
-		// The write stands. The workers' periodic resync finds the
-		// resource unfinished and queues it (ActionResync), so the change
-		// is delayed, not lost; re-applying now returns Unchanged and
-		// publishes nothing.
-		return res, fmt.Errorf("producer: %s %s but not queued (the workers' periodic resync will pick it up): %w", ref(obj.GetKind(), m.Namespace, m.Name), res, err)
+		// The write stands; applying again queues it (an unchanged
+		// resource is queued again under the same message ID).
+		return res, fmt.Errorf("producer: %s %s but not queued (apply it again to queue it): %w", ref(obj.GetKind(), m.Namespace, m.Name), res, err)
 	}
 	return res, nil
 }

@@ -131,6 +131,7 @@ func ValidateCertificate(c *messages.Certificate, issuer *messages.Issuer) error
 			add(fmt.Errorf("spec.privateKey.algorithm: %s is not supported (want %s or %s)", quote(pk.Algorithm), messages.KeyAlgorithmECDSA, messages.KeyAlgorithmRSA))
 		}
 	}
+	errs = append(errs, validateRenewal(s)...)
 	add(checkResourceSize(c))
 	return joinErrors(errs)
 }

@@ -550,3 +550,34 @@ func TestResourceSize(t *testing.T) {
 		t.Errorf("45000 names: first problem %q", first)
 	}
 }
+
+func TestValidateRenewalFields(t *testing.T) {
+	t.Parallel()
+	d := func(v time.Duration) *messages.Duration { return &messages.Duration{Duration: v} }
+	i := func(v int) *int { return &v }
+	tests := []struct {
+		spec messages.CertificateSpec
+		want string
+	}{
+		{messages.CertificateSpec{Duration: d(5 * time.Second)}, "spec.duration: 5s is shorter than 10s, the shortest certificate acmeq asks for"},
+		{messages.CertificateSpec{RenewBefore: d(-time.Hour)}, "spec.renewBefore: -1h0m0s must be positive"},
+		{messages.CertificateSpec{Duration: d(time.Hour), RenewBefore: d(time.Hour)}, "spec.renewBefore: 1h0m0s must be shorter than spec.duration (1h0m0s)"},
+		{messages.CertificateSpec{RenewBeforePercentage: i(100)}, "spec.renewBeforePercentage: 100 must be between 1 and 99"},
+		{messages.CertificateSpec{RenewBeforePercentage: i(10), RenewBefore: d(time.Hour)}, "spec.renewBeforePercentage: set together with spec.renewBefore; set one of them"},
+		{messages.CertificateSpec{RevisionHistoryLimit: i(0)}, "spec.revisionHistoryLimit: 0 must be between 1 and 100"},
+		{messages.CertificateSpec{PrivateKey: &messages.PrivateKeySpec{RotationPolicy: "Sometimes"}}, `spec.privateKey.rotationPolicy: "Sometimes" is not supported (want Always or Never)`},
+		{messages.CertificateSpec{PrivateKey: &messages.PrivateKeySpec{Encoding: "DER"}}, `spec.privateKey.encoding: "DER" is not supported (want PKCS1 or PKCS8)`},
+		{messages.CertificateSpec{Duration: d(2160 * time.Hour), RenewBefore: d(720 * time.Hour), RevisionHistoryLimit: i(3),
+			PrivateKey: &messages.PrivateKeySpec{RotationPolicy: "Never", Encoding: "PKCS8"}}, ""},
+	}
+	for _, tt := range tests {
+		errs := validateRenewal(&tt.spec)
+		got := ""
+		if len(errs) > 0 {
+			got = errs[0].Error()
+		}
+		if got != tt.want {
+			t.Errorf("validateRenewal(%+v) = %q, want %q", tt.spec, got, tt.want)
+		}
+	}
+}
