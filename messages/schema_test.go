@@ -70,3 +70,25 @@ func TestSchemaExampleDecodes(t *testing.T) {
 		}
 	}
 }
+
+// The schema's actions are exactly those a worker accepts.
+func TestSchemaActions(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("schema/transition.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Properties struct {
+			Action struct {
+				Enum []Action `json:"enum"`
+			} `json:"action"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Properties.Action.Enum, Actions) {
+		t.Errorf("schema actions %v, messages.Actions %v", s.Properties.Action.Enum, Actions)
+	}
+}

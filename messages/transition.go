@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // MessageVersion is the version of Transition messages. A worker refuses
@@ -82,5 +84,25 @@ func DecodeTransition(data []byte) (Transition, error) {
 	if err := ValidateObjectName("name", t.Name); err != nil {
 		return t, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
+	if !slices.Contains(Actions, t.Action) {
+		return t, fmt.Errorf("%w: unknown action %q", ErrMalformed, truncateValue(string(t.Action)))
+	}
+	if len(t.Cause) > MaxCauseLength || strings.ContainsFunc(t.Cause, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return t, fmt.Errorf("%w: cause %q: at most %d printable characters", ErrMalformed, truncateValue(t.Cause), MaxCauseLength)
+	}
 	return t, nil
+}
+
+// Actions lists every Action a worker accepts.
+var Actions = []Action{ActionApply, ActionCreated, ActionScheduled, ActionChild, ActionResync, ActionRetry, ActionRenew, ActionTimer, ActionRevoke}
+
+// MaxCauseLength bounds a transition's cause (a resource name, or a serial
+// and a reason).
+const MaxCauseLength = 512
+
+func truncateValue(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
