@@ -9,7 +9,9 @@ import (
 	"github.com/acmeq/acmeq/messages"
 )
 
-func TestHumanDuration(t *testing.T) {
+// TestSince: ages are kubectl's (apimachinery's HumanDuration).
+func TestSince(t *testing.T) {
+	now := time.Date(2026, 5, 15, 22, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		d    time.Duration
 		want string
@@ -47,8 +49,8 @@ func TestHumanDuration(t *testing.T) {
 		{8 * 365 * 24 * time.Hour, "8y"},
 		{20 * 365 * 24 * time.Hour, "20y"},
 	} {
-		if got := HumanDuration(tc.d); got != tc.want {
-			t.Errorf("HumanDuration(%v) = %q, want %q", tc.d, got, tc.want)
+		if got := Since(now.Add(-tc.d), now); got != tc.want {
+			t.Errorf("Since(now - %v) = %q, want %q", tc.d, got, tc.want)
 		}
 	}
 	if got := Since(time.Time{}, time.Now()); got != "<unknown>" {
@@ -357,7 +359,7 @@ func TestJSONPath(t *testing.T) {
 			{URL: "https://ca/authz/2", Identifier: "b.test", Wildcard: true},
 		}},
 	}
-	cr := &messages.CertificateRequest{TypeMeta: messages.TypeMeta{Kind: messages.KindCertificateRequest}, Metadata: messages.ObjectMeta{Name: "cr"}, Status: messages.CertificateRequestStatus{Conditions: []messages.Condition{
+	cr := &messages.CertificateRequest{TypeMeta: messages.TypeMeta{Kind: messages.KindCertificateRequest}, Metadata: messages.ObjectMeta{Name: "cr", Labels: map[string]string{"acmeq.io/x": "y"}}, Status: messages.CertificateRequestStatus{Conditions: []messages.Condition{
 		{Type: "Other", Status: "False"}, {Type: "Ready", Status: "True", Message: "done"}}}}
 	list := ListOf([]messages.Object{order, cr})
 	for _, tc := range []struct {
@@ -370,7 +372,6 @@ func TestJSONPath(t *testing.T) {
 		{"{.status.authorizations[*].url}", order, "https://ca/authz/1 https://ca/authz/2"},
 		{"{.status.authorizations[0].challenges[*].type}", order, "http-01 dns-01"},
 		{"{.status.authorizations[1:].identifier}", order, "b.test"},
-		{"{.status.authorizations[5].url}", order, ""},
 		{"{.status.nothing}", order, ""},
 		{"{.spec.dnsNames}", order, `["a.test","b.test"]`},
 		{"{.spec.dnsNames[1]}", order, "b.test"},
@@ -383,7 +384,14 @@ func TestJSONPath(t *testing.T) {
 		{`{.status.conditions[?(@.type=="Ready")].status}`, cr, "True"},
 		{`{.status.conditions[?(@.type!='Ready')].type}`, cr, "Other"},
 		{`{.status.authorizations[?(@.wildcard)].identifier}`, order, "b.test"},
-		{`{.metadata[?(@.resourceVersion>40)].name}`, order, "o"},
+		{`{.status.authorizations[?(@.challenges[0].type=="http-01")].identifier}`, order, "a.test"},
+		{`{.items[?(@.metadata.resourceVersion>40)].metadata.name}`, list, "o"},
+		// What the hand-written look-alike could not do: recursive
+		// descent, unions, escaped dots.
+		{"{..identifier}", order, "a.test b.test"},
+		{"{.metadata['name','namespace']}", order, "o default"},
+		{"{.status.authorizations[*]['identifier','wildcard']}", order, "a.test b.test true"},
+		{`{.metadata.labels.acmeq\.io/x}`, cr, "y"},
 		{`{range .items[*]}{.kind}/{.metadata.name}{"\n"}{end}`, list, "Order/o\nCertificateRequest/cr\n"},
 		{`{range .status.authorizations[*]}[{.identifier}:{range .challenges[*]}{.token},{end}]{end}`, order, "[a.test:t1,t2,][b.test:]"},
 		{"{.kind}", list, "List"},
@@ -399,26 +407,32 @@ func TestJSONPath(t *testing.T) {
 			t.Errorf("%s = %q, want %q", tc.tmpl, got, tc.want)
 		}
 	}
-	for _, bad := range []string{"{.a", "{end}", "{range .a}x", "{.a[x]}", "{..a}", `{.a[?(@.b==)]}`, "{}"} {
+	for _, bad := range []string{"{.a", "{.a[x]}", `{.a[?(@.b==)]}`, "{.a[1:2:3:4]}"} {
 		if _, err := ParseJSONPath(bad); err == nil {
 			t.Errorf("ParseJSONPath(%q) succeeded, want an error", bad)
+		}
+	}
+	// kubectl parses these and fails when it evaluates them.
+	for _, bad := range []string{"{.status.authorizations[5].url}", "{end}", "{.metadata[?(@.resourceVersion>40)].name}"} {
+		if out, err := ExecuteJSONPath(bad, order); err == nil {
+			t.Errorf("ExecuteJSONPath(%q) = %q, want an error", bad, out)
 		}
 	}
 }
 
 func TestParseOutput(t *testing.T) {
-	for in, want := range map[string]Format{"": FormatTable, "wide": FormatWide, "json": FormatJSON, "yaml": FormatYAML, "jsonpath={.a}": FormatJSONPath} {
+	for in, want := range map[string]Format{"": FormatTable, "wide": FormatWide, "json": FormatJSON, "yaml": FormatYAML, "jsonpath={.a}": FormatJSONPath, "jsonpath-as-json={.a}": FormatJSONPath} {
 		o, err := ParseOutput(in)
 		if err != nil || o.Format != want {
 			t.Errorf("ParseOutput(%q) = %v, %v; want %v", in, o.Format, err, want)
 		}
 	}
-	for _, bad := range []string{"jsonpath", "xml", "jsonpath={.a"} {
+	for _, bad := range []string{"jsonpath", "jsonpath=", "jsonpath-as-json=", "xml", "jsonpath={.a"} {
 		if _, err := ParseOutput(bad); err == nil {
 			t.Errorf("ParseOutput(%q) succeeded", bad)
 		}
 	}
-	b, err := JSON(ListOf(nil))
+	b, err := JSON(ListOf[messages.Object](nil))
 	if err != nil {
 		t.Fatal(err)
 	}
