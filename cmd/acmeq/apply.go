@@ -37,6 +37,9 @@ const (
 // .json, .yaml and .yml (and JSON Lines, which acmeq accepts too).
 var manifestExtensions = []string{".json", ".jsonl", ".yaml", ".yml"}
 
+// newProducer connects to NATS (ACMEQ_NATS_URL) and returns a producer
+// whose store seals with ACMEQ_SECRET_KEY, and the function that closes
+// the connection.
 func newProducer(ctx context.Context) (*producer.Client, *store.Store, func(), error) {
 	c, err := readConnEnv()
 	if err != nil {
@@ -158,11 +161,14 @@ func runApply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, o 
 	if err != nil {
 		return err
 	}
-	p, st, closeFn, err := newProducer(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
+	// NATS is reached when the first resource is decoded: input without
+	// any is refused as kubectl refuses it, without a connection.
+	var (
+		p       *producer.Client
+		st      *store.Store
+		closeFn = func() {}
+	)
+	defer func() { closeFn() }()
 	prog := newProgress(stderr)
 	// Many resources: no line each unless asked; the progress says enough.
 	perLine := !o.quiet && !prog.tty
@@ -171,7 +177,14 @@ func runApply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, o 
 	sem := make(chan struct{}, o.parallel)
 	// Applies run in parallel: each is a few round trips to NATS, and a
 	// bulk file of 100k lines should take seconds, not minutes.
-	apply := func(obj messages.Object) {
+	apply := func(obj messages.Object) error {
+		if p == nil {
+			np, nst, nclose, err := newProducer(ctx)
+			if err != nil {
+				return err
+			}
+			p, st, closeFn = np, nst, nclose
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -195,18 +208,21 @@ func runApply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, o 
 			}
 			prog.update(res.counts, len(res.errs))
 		}()
+		return nil
 	}
+	var fatal error
 	for _, in := range inputs {
 		if ctx.Err() != nil {
 			break
 		}
-		if err := decodeInput(in, stdin, res, prog, apply); err != nil {
-			res.mu.Lock()
-			res.errs = append(res.errs, err)
-			res.mu.Unlock()
+		if fatal = decodeInput(in, stdin, res, prog, apply); fatal != nil {
+			break
 		}
 	}
 	wg.Wait()
+	if fatal != nil {
+		return fatal
+	}
 	prog.done(res.counts, len(res.errs))
 	for _, e := range res.errs {
 		fmt.Fprintln(stderr, "error:", e)
@@ -227,40 +243,47 @@ func runApply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, o 
 	return nil
 }
 
-// decodeInput reads one input and hands each resource to apply; invalid
-// documents are recorded in res, at most maxDecodeErrorsPerInput of them.
-func decodeInput(in string, stdin io.Reader, res *applied, prog *progress, apply func(messages.Object)) error {
+// decodeInput reads one input and hands each resource to apply. Invalid
+// documents are recorded in res, and after maxDecodeErrorsPerInput of
+// them the input is given up. An error is returned only when apply fails
+// (NATS cannot be reached): that stops everything.
+func decodeInput(in string, stdin io.Reader, res *applied, prog *progress, apply func(messages.Object) error) error {
+	record := func(err error) {
+		res.mu.Lock()
+		defer res.mu.Unlock()
+		res.errs = append(res.errs, err)
+		prog.update(res.counts, len(res.errs))
+	}
 	r, name := stdin, "standard input"
 	if in != "-" {
 		f, err := os.Open(in)
 		if err != nil {
-			return err
+			record(err)
+			return nil
 		}
 		defer f.Close()
 		r, name = f, in
 	}
 	dec := producer.NewDecoder(r)
-	bad := 0
-	for {
+	for bad := 0; ; {
 		obj, err := dec.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
-			bad++
-			res.mu.Lock()
-			res.errs = append(res.errs, fmt.Errorf("%s: %w", name, err))
-			prog.update(res.counts, len(res.errs))
-			res.mu.Unlock()
-			if bad == maxDecodeErrorsPerInput {
-				return fmt.Errorf("%s: stopped reading after %d invalid documents", name, bad)
+			record(fmt.Errorf("%s: %w", name, err))
+			if bad++; bad == maxDecodeErrorsPerInput {
+				record(fmt.Errorf("%s: stopped reading after %d invalid documents", name, bad))
+				return nil
 			}
 			continue
 		}
 		res.mu.Lock()
 		res.objs++
 		res.mu.Unlock()
-		apply(obj)
+		if err := apply(obj); err != nil {
+			return err
+		}
 	}
 }
 

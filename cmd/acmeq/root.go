@@ -63,11 +63,7 @@ func newRootCmd() *cobra.Command {
 			if len(args) == 0 {
 				return nil
 			}
-			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
-			}
-			return usagef(cmd, "%s", msg)
+			return unknownCommand(cmd, args[0])
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SetOut(cmd.ErrOrStderr())
@@ -75,7 +71,6 @@ func newRootCmd() *cobra.Command {
 			return exitError{code: 2}
 		},
 	}
-	root.SuggestionsMinimumDistance = 2
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{cmd: cmd.CommandPath(), msg: err.Error()}
@@ -99,6 +94,17 @@ func newRootCmd() *cobra.Command {
 		}
 	}
 	return root
+}
+
+// unknownCommand is cobra's message for an unknown command, with its
+// suggestions, as a usage error.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	cmd.SuggestionsMinimumDistance = 2
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+	}
+	return usagef(cmd, "%s", msg)
 }
 
 // run executes the command line args and returns the exit status: 0, 1
@@ -130,8 +136,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // usageErrors makes the argument checks of every command (cobra's own
-// among them, such as completion's) usage errors.
+// among them, such as completion's) usage errors, and a command that only
+// groups others (completion) answers a missing or unknown subcommand with
+// one, where cobra would print its help and exit 0.
 func usageErrors(cmd *cobra.Command) {
+	if !cmd.Runnable() && cmd.HasSubCommands() {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				c.SetOut(c.ErrOrStderr())
+				_ = c.Usage()
+				return usagef(c, "a subcommand is required")
+			}
+			return unknownCommand(c, args[0])
+		}
+	}
 	if check := cmd.Args; check != nil {
 		cmd.Args = func(c *cobra.Command, args []string) error {
 			if err := check(c, args); err != nil {
