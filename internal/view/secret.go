@@ -1,7 +1,6 @@
 package view
 
 import (
-	"slices"
 	"strconv"
 
 	"github.com/acmeq/acmeq/messages"
@@ -54,14 +53,4 @@ func OpenedSecret(meta messages.ObjectMeta, data map[string][]byte) *Secret {
 var secretColumns = []column{
 	{name: "TYPE", value: func(o messages.Object) string { return SecretType(o.(*messages.Secret).Data) }},
 	{name: "DATA", value: func(o messages.Object) string { return strconv.Itoa(len(o.(*messages.Secret).Data)) }},
-}
-
-// SecretKeys are the data keys of a Secret, sorted.
-func SecretKeys(s *messages.Secret) []string {
-	keys := make([]string, 0, len(s.Data))
-	for k := range s.Data {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
