@@ -10,7 +10,12 @@ if [ -n "$unformatted" ]; then
   echo "$unformatted" >&2
   exit 1
 fi
+# Both builds of the binary: the production one, and the one with acmeq dev
+# and acmeq bench (-tags dev).
 go vet ./...
+go vet -tags dev ./...
 # The race detector on everything: the worker, scheduler and end-to-end
 # packages are the concurrent ones, and the rest is cheap.
 go test -race -count=1 -timeout 15m ./...
+# Only cmd/acmeq has files that depend on the tag.
+go test -race -count=1 -timeout 15m -tags dev ./cmd/acmeq

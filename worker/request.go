@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/acmeq/acmeq/internal/store"
@@ -125,7 +126,7 @@ func (w *Worker) ensureOrder(ctx context.Context, cr *messages.CertificateReques
 			return nil, out, err
 		}
 		order = &messages.Order{
-			Metadata: messages.ObjectMeta{Name: orderName, Namespace: ns, Labels: cr.Metadata.Labels,
+			Metadata: messages.ObjectMeta{Name: orderName, Namespace: ns, Labels: userLabels(cr.Metadata.Labels),
 				OwnerReference: &messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name}},
 			Spec: spec,
 		}
@@ -186,4 +187,20 @@ func readyGeneration(conds []messages.Condition) string {
 		return ""
 	}
 	return string(c.Status) + "-" + c.Reason
+}
+
+// userLabels are the labels of a resource without acmeq's own
+// (acmeq.io/...): the Certificate's labels, which solver selectors match.
+func userLabels(l map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range l {
+		if strings.HasPrefix(k, "acmeq.io/") {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
 }

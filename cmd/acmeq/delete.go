@@ -3,14 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/store"
@@ -21,36 +21,79 @@ import (
 // Order to appear.
 const deleteWaitDefault = 10 * time.Second
 
-// runDelete is `acmeq delete order NAME` (retry: a new ACME order) and
-// `acmeq delete certificate NAME` (stop managing it).
-func runDelete(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("delete", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: acmeq delete order|certificate NAME [-n NS]")
-		fs.PrintDefaults()
+// deleteOptions are the flags of `acmeq delete`.
+type deleteOptions struct {
+	namespace        string
+	wait             time.Duration
+	force            bool
+	deleteAccountKey bool
+}
+
+func newDeleteCmd() *cobra.Command {
+	var o deleteOptions
+	cmd := &cobra.Command{
+		Use:   "delete order|certificate|issuer NAME",
+		Short: "Retry an order, stop managing a certificate, or remove an issuer",
+		Long: `Delete a resource, with cert-manager's meaning:
+
+  order NAME        retries the order: its Challenges and the Order go, and
+                    its CertificateRequest creates a new ACME order under
+                    the same name, also when the request had failed.
+  certificate NAME  stops managing the certificate: its Secret is kept, its
+                    CertificateRequests and Orders remain for history.
+  issuer NAME       removes the Issuer. Refused while Certificates in its
+                    namespace refer to it (they would wait for it for
+                    ever), unless --force. Its ACME account key Secret is
+                    kept, so applying the Issuer again reuses the same ACME
+                    account; --delete-account-key deletes it too (only if
+                    this Issuer created it).`,
+		Example: `  acmeq delete order example-com-1-944887539
+  acmeq delete certificate shop -n tenant-a
+  acmeq delete issuer letsencrypt-staging --delete-account-key`,
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []string{"order", "certificate", "issuer"}, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, name, err := kindAndName(args, true, false)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			switch kind {
+			case messages.KindOrder, messages.KindCertificate, messages.KindIssuer:
+			default:
+				return usagef(cmd, "%s cannot be deleted: acmeq deletes orders (to retry), certificates (to stop managing them) and issuers", plural(kind))
+			}
+			if o.wait < 0 {
+				return usagef(cmd, "--wait must not be negative")
+			}
+			c, err := readConnEnv()
+			if err != nil {
+				return err
+			}
+			ctx, out, errOut := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+			nc, js, st, err := openReadStore(ctx, c, "acmeq-delete")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			switch kind {
+			case messages.KindCertificate:
+				return deleteCertificate(ctx, out, errOut, st, o.namespace, name)
+			case messages.KindIssuer:
+				return deleteIssuer(ctx, out, errOut, st, o.namespace, name, o.force, o.deleteAccountKey)
+			}
+			return deleteOrder(ctx, out, errOut, st, bus.New(js, "acmeq-cli"), o.namespace, name, o.wait)
+		},
 	}
-	var ns string
-	namespaceFlags(fs, &ns)
-	wait := fs.Duration("wait", deleteWaitDefault, "delete order: how long to wait for the new Order (0: do not wait)")
-	if err := fs.Parse(reorderArgs(fs, args)); err != nil {
-		return exitError{code: 2}
-	}
-	kind, name, err := kindAndName(fs.Args(), true)
-	if err != nil {
-		return exitError{code: 2, msg: "delete: " + err.Error()}
-	}
-	if kind != messages.KindOrder && kind != messages.KindCertificate {
-		return exitError{code: 2, msg: fmt.Sprintf("delete: %s cannot be deleted: acmeq deletes orders (to retry) and certificates (to stop managing them)", plural(kind))}
-	}
-	nc, js, st, err := openReadStore(ctx, "acmeq-delete")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	if kind == messages.KindCertificate {
-		return deleteCertificate(ctx, os.Stdout, os.Stderr, st, ns, name)
-	}
-	return deleteOrder(ctx, os.Stdout, os.Stderr, st, bus.New(js, "acmeq-cli"), ns, name, *wait)
+	fs := cmd.Flags()
+	namespaceFlag(fs, &o.namespace)
+	fs.DurationVar(&o.wait, "wait", deleteWaitDefault, "delete order: how long to wait for the new Order (0: do not wait)")
+	fs.BoolVar(&o.force, "force", false, "delete issuer: even while Certificates refer to it")
+	fs.BoolVar(&o.deleteAccountKey, "delete-account-key", false, "delete issuer: also delete the ACME account key Secret it created")
+	return cmd
 }
 
 // deleteOrder retries an order as cert-manager users do, by deleting it.
@@ -59,8 +102,10 @@ func runDelete(ctx context.Context, args []string) error {
 // the Order, and sends its CertificateRequest a transition: the request's
 // reconciler finds no Order under the name it derives from the request's
 // spec and creates one with the same name, which is a new ACME order.
-// A request that is already Ready or failed creates nothing; that is
-// printed instead.
+// A request that had failed (because this order failed) is made pending
+// again first (reopenRequest): the worker treats a failed request as
+// final. A request that is already Ready creates nothing; that is printed
+// instead.
 //
 // The new Order's own transition is published here too, once the Order
 // appears (within wait): the request publishes one when it creates the
@@ -115,8 +160,12 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 		fmt.Fprintf(out, "CertificateRequest %q is already Ready: it will not create a new Order\n", owner.Name)
 		return nil
 	case cr.Status.FailureTime != nil:
-		fmt.Fprintf(out, "CertificateRequest %q has failed: it will not create a new Order\n", owner.Name)
-		return nil
+		// A failed request is final for the worker; deleting its Order
+		// is the user asking for a retry, so it is made pending again.
+		if err := reopenRequest(ctx, st, cr, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "CertificateRequest %q had failed: it is pending again\n", owner.Name)
 	}
 	retry := messages.Transition{Kind: messages.KindCertificateRequest, Namespace: ns, Name: owner.Name, Action: messages.ActionRetry, Cause: name}
 	if err := b.Publish(ctx, retry, strconv.FormatUint(order.Metadata.ResourceVersion, 10)); err != nil {
@@ -146,6 +195,91 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 			return b.Publish(ctx, t, strconv.FormatUint(e.Revision(), 10))
 		}
 	}
+}
+
+// reopenRequest makes a failed CertificateRequest pending again, so its
+// reconciler creates a new Order: its failure time is cleared and its
+// Ready condition says why. The write is a compare-and-set: if a worker
+// changed the request meanwhile, the retry is refused rather than mixed
+// with what the worker did.
+func reopenRequest(ctx context.Context, st *store.Store, cr *messages.CertificateRequest, order string) error {
+	cr.Status.FailureTime = nil
+	messages.SetCondition(&cr.Status.Conditions, messages.Condition{Type: messages.ConditionReady, Status: messages.ConditionFalse,
+		Reason: messages.ReasonPending, Message: fmt.Sprintf("Retrying: Order %q was deleted", order)}, time.Now().UTC())
+	if err := st.Update(ctx, cr); err != nil {
+		return fmt.Errorf("delete: make CertificateRequest %q pending again: %w", cr.Metadata.Name, err)
+	}
+	return nil
+}
+
+// deleteIssuer removes an Issuer. It is refused while Certificates of its
+// namespace refer to it, unless force. The ACME account key Secret is
+// kept unless deleteAccountKey (and then only when this Issuer created
+// it), so applying the Issuer again reuses the account, as with
+// cert-manager, where deleting an Issuer leaves its Secret.
+func deleteIssuer(ctx context.Context, out, errOut io.Writer, st *store.Store, ns, name string, force, deleteAccountKey bool) error {
+	iss := &messages.Issuer{}
+	if err := st.Get(ctx, ns, name, iss); err != nil {
+		return notFound(errOut, messages.KindIssuer, name, err)
+	}
+	certs, err := st.List(ctx, messages.KindCertificate, ns)
+	if err != nil {
+		return err
+	}
+	var users []string
+	for _, o := range certs {
+		if c := o.(*messages.Certificate); c.Spec.IssuerRef.Name == name {
+			users = append(users, c.Metadata.Name)
+		}
+	}
+	if len(users) > 0 && !force {
+		shown := users
+		if len(shown) > 5 {
+			shown = shown[:5]
+		}
+		more := ""
+		if len(users) > len(shown) {
+			more = fmt.Sprintf(" and %d more", len(users)-len(shown))
+		}
+		return exitError{code: 1, msg: fmt.Sprintf("delete: issuer %q is referred to by %d Certificate(s) in namespace %q (%s%s): delete them first, or use --force (they then wait for an issuer of that name)",
+			name, len(users), ns, strings.Join(shown, ", "), more)}
+	}
+	if err := st.Delete(ctx, messages.KindIssuer, ns, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "issuer.cert-manager.io %q deleted\n", name)
+	if len(users) > 0 {
+		fmt.Fprintf(out, "%d Certificate(s) refer to it and wait until an Issuer %q exists again\n", len(users), name)
+	}
+	keyName := ""
+	if iss.Spec.ACME != nil {
+		keyName = iss.Spec.ACME.PrivateKeySecretRef.Name
+	}
+	if keyName == "" {
+		return nil
+	}
+	if !deleteAccountKey {
+		fmt.Fprintf(out, "its ACME account key Secret %q is kept (--delete-account-key deletes it)\n", keyName)
+		return nil
+	}
+	sec := &messages.Secret{}
+	err = st.Get(ctx, ns, keyName, sec)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		fmt.Fprintf(out, "its ACME account key Secret %q does not exist\n", keyName)
+		return nil
+	case err != nil:
+		return err
+	}
+	if o := sec.Metadata.OwnerReference; o == nil || o.Kind != messages.KindIssuer || o.Name != name {
+		fmt.Fprintf(out, "Secret %q is kept: it was not created by issuer %q\n", keyName, name)
+		return nil
+	}
+	if err := st.Delete(ctx, messages.KindSecret, ns, keyName); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "secret %q deleted (the ACME account key)\n", keyName)
+	return nil
 }
 
 // deleteCertificate stops managing a Certificate: it is deleted; its

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/store"
@@ -16,30 +14,37 @@ import (
 	"github.com/acmeq/acmeq/messages"
 )
 
-// runDescribe is `acmeq describe KIND [NAME] [-n NS]`: the resource, its
-// status and its events, as kubectl describe shows them. Without a name
-// it describes every resource of the kind in the namespace.
-func runDescribe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("describe", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: acmeq describe KIND [NAME] [-n NS]")
-		fs.PrintDefaults()
-	}
+func newDescribeCmd() *cobra.Command {
 	var ns string
-	namespaceFlags(fs, &ns)
-	if err := fs.Parse(reorderArgs(fs, args)); err != nil {
-		return exitError{code: 2}
+	cmd := &cobra.Command{
+		Use:   "describe KIND [NAME]",
+		Short: "Show a resource, its status and its events, as kubectl describe does",
+		Long: `Show a resource, its status and its events (aggregated, "(x3 over 106s)"),
+as kubectl describe shows a cert-manager resource. Without a name, every
+resource of the kind in the namespace. Text from users and CAs is escaped
+("\n", "\x1b"): it cannot add lines.`,
+		Example: `  acmeq describe certificate shop
+  acmeq describe challenge example-com-1-944887539-0 -n shop`,
+		ValidArgsFunction: completeKinds,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, name, err := kindAndName(args, false, false)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			c, err := readConnEnv()
+			if err != nil {
+				return err
+			}
+			nc, js, st, err := openReadStore(cmd.Context(), c, "acmeq-describe")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			return describeResources(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), st, js, kind, ns, name, time.Now())
+		},
 	}
-	kind, name, err := kindAndName(fs.Args(), false)
-	if err != nil {
-		return exitError{code: 2, msg: "describe: " + err.Error()}
-	}
-	nc, js, st, err := openReadStore(ctx, "acmeq-describe")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return describeResources(ctx, os.Stdout, os.Stderr, st, js, kind, ns, name, time.Now())
+	namespaceFlag(cmd.Flags(), &ns)
+	return cmd
 }
 
 // described is a resource with its events.

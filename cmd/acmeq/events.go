@@ -4,14 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/view"
@@ -27,64 +28,115 @@ type eventsOptions struct {
 	follow        bool
 	since         time.Duration
 	json          bool
+	reasons       []string // only events with one of these reasons; none: all
+	types         []string // only events of these types (Normal, Warning); none: all
 }
 
-// runEvents is `acmeq events [KIND[/NAME]] [-n NS|-A] [-f] [--since 10m] [-o json]`.
-func runEvents(ctx context.Context, args []string) error {
-	o, err := parseEventsArgs(args)
-	if err != nil {
-		return err
+// matches reports whether e passes the --reason and --types filters
+// (case-insensitive, as kubectl's --types).
+func (o eventsOptions) matches(e messages.Event) bool {
+	in := func(list []string, v string) bool {
+		if len(list) == 0 {
+			return true
+		}
+		return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, v) })
 	}
-	c, err := parseEnv[connEnv]()
-	if err != nil {
-		return err
-	}
-	nc, js, err := connectNATS(c.NATSURL, "acmeq-events")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return printEvents(ctx, os.Stdout, os.Stderr, js, o, time.Now)
+	return in(o.reasons, e.Reason) && in(o.types, string(e.Type))
 }
 
-func parseEventsArgs(args []string) (eventsOptions, error) {
-	fs := flag.NewFlagSet("events", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: acmeq events [KIND[/NAME]] [-n NS|-A] [-f] [--since 10m] [-o json]")
-		fs.PrintDefaults()
-	}
-	var o eventsOptions
-	var output string
-	namespaceFlags(fs, &o.namespace)
-	allNamespacesFlags(fs, &o.allNamespaces)
-	fs.BoolVar(&o.follow, "f", false, "keep printing events as they are recorded, until interrupted")
-	fs.BoolVar(&o.follow, "follow", false, "same as -f")
-	fs.BoolVar(&o.follow, "w", false, "same as -f")
-	fs.BoolVar(&o.follow, "watch", false, "same as -f")
-	fs.DurationVar(&o.since, "since", 0, "only events recorded within this duration, e.g. 10m")
-	fs.StringVar(&output, "o", "", "output format: json (one event per line)")
-	fs.StringVar(&output, "output", "", "same as -o")
-	if err := fs.Parse(reorderArgs(fs, args)); err != nil {
-		return o, exitError{code: 2}
-	}
-	switch output {
+// eventsFlags are the flags of `acmeq events`.
+type eventsFlags struct {
+	o      eventsOptions
+	output string
+}
+
+func (f *eventsFlags) register(fs *pflag.FlagSet) {
+	namespaceFlag(fs, &f.o.namespace)
+	fs.BoolVarP(&f.o.allNamespaces, "all-namespaces", "A", false, "events of every namespace")
+	fs.BoolVarP(&f.o.follow, "follow", "f", false, "keep printing events as they are recorded, until interrupted")
+	fs.BoolVarP(&f.o.follow, "watch", "w", false, "same as -f")
+	fs.DurationVar(&f.o.since, "since", 0, "only events recorded within this duration, e.g. 10m")
+	fs.StringVarP(&f.output, "output", "o", "", "output format: json (one event per line)")
+	fs.StringSliceVar(&f.o.reasons, "reason", nil, "only events with this reason, e.g. Issued (repeat or comma-separate for several)")
+	fs.StringSliceVar(&f.o.types, "types", nil, "only events of these types: Normal, Warning (repeat or comma-separate)")
+}
+
+func (f eventsFlags) options(args []string) (eventsOptions, error) {
+	o := f.o
+	switch f.output {
 	case "":
 	case "json":
 		o.json = true
 	default:
-		return o, exitError{code: 2, msg: fmt.Sprintf("events: output format %q is not supported (want json)", output)}
+		return o, fmt.Errorf("output format %q is not supported (want json)", f.output)
 	}
 	if o.since < 0 {
-		return o, exitError{code: 2, msg: "events: --since must not be negative"}
+		return o, errors.New("--since must not be negative")
 	}
-	if fs.NArg() > 0 {
-		kind, name, err := kindAndName(fs.Args(), false)
+	for _, t := range o.types {
+		if !strings.EqualFold(t, string(messages.EventNormal)) && !strings.EqualFold(t, string(messages.EventWarning)) {
+			return o, fmt.Errorf("--types %q: want Normal or Warning", t)
+		}
+	}
+	for _, r := range o.reasons {
+		if r == "" {
+			return o, errors.New("--reason must not be empty")
+		}
+	}
+	if len(args) > 0 {
+		kind, name, err := kindAndName(args, false, false)
 		if err != nil {
-			return o, exitError{code: 2, msg: "events: " + err.Error()}
+			return o, err
 		}
 		o.kind, o.name = kind, name
 	}
 	return o, nil
+}
+
+func newEventsCmd() *cobra.Command {
+	var f eventsFlags
+	cmd := &cobra.Command{
+		Use:   "events [KIND[/NAME]]",
+		Short: "List or follow events, as kubectl events does",
+		Long: `List the events recorded about resources, aggregated and ordered by when
+they were last seen, as kubectl events does; -f follows them live. Filter
+by object (KIND or KIND/NAME), namespace, age (--since), reason (--reason
+Issued,Failed) and type (--types Warning).`,
+		Example: `  acmeq events -A
+  acmeq events challenge/example-com-1-944887539-0 -o json
+  acmeq events -f -A --reason Issued,Failed`,
+		ValidArgsFunction: completeKinds,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(args)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			c, err := readConnEnv()
+			if err != nil {
+				return err
+			}
+			nc, js, err := connectNATS(c.NATSURL, "acmeq-events")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			return printEvents(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), js, o, time.Now)
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// parseEventsArgs parses the arguments of `acmeq events` (flags anywhere).
+func parseEventsArgs(args []string) (eventsOptions, error) {
+	var f eventsFlags
+	fs := pflag.NewFlagSet("events", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return eventsOptions{}, err
+	}
+	return f.options(fs.Args())
 }
 
 // printEvents prints the stored events that match o (see renderEvents);
@@ -104,7 +156,7 @@ func printEvents(ctx context.Context, out, errOut io.Writer, js jetstream.JetStr
 		header := false
 		var werr error
 		err := bus.FollowEvents(ctx, js, opts, true, func(e messages.Event) {
-			if werr != nil {
+			if werr != nil || !o.matches(e) {
 				return
 			}
 			if o.json {
@@ -132,6 +184,7 @@ func printEvents(ctx context.Context, out, errOut io.Writer, js jetstream.JetStr
 // reason and message, with its count) and ordered by when they were last
 // seen, as `kubectl events` lists them.
 func renderEvents(out, errOut io.Writer, o eventsOptions, evs []messages.Event, now time.Time) error {
+	evs = slices.DeleteFunc(slices.Clone(evs), func(e messages.Event) bool { return !o.matches(e) })
 	evs = view.AggregateEvents(evs)
 	view.SortByLastSeen(evs)
 	if o.json {

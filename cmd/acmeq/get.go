@@ -7,16 +7,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/internal/view"
@@ -33,49 +33,101 @@ type getOptions struct {
 	watch         bool
 }
 
-// runGet is `acmeq get KIND [NAME] [-n NS] [-A] [-o wide|json|yaml|jsonpath=...] [-w]`.
-func runGet(ctx context.Context, args []string) error {
-	o, err := parseGetArgs(args)
+// getFlags are the flags of `acmeq get`, as kubectl names them.
+type getFlags struct {
+	namespace     string
+	allNamespaces bool
+	output        string
+	watch         bool
+}
+
+func (f *getFlags) register(fs *pflag.FlagSet) {
+	namespaceFlag(fs, &f.namespace)
+	fs.BoolVarP(&f.allNamespaces, "all-namespaces", "A", false, "list the resources of every namespace")
+	fs.StringVarP(&f.output, "output", "o", "", "output format: wide, json, yaml, jsonpath=TEMPLATE or jsonpath-as-json=TEMPLATE")
+	fs.BoolVarP(&f.watch, "watch", "w", false, "after listing, print a row for each change until interrupted")
+}
+
+// options checks the flags with the positional arguments.
+func (f getFlags) options(args []string) (getOptions, error) {
+	o := getOptions{namespace: f.namespace, allNamespaces: f.allNamespaces, watch: f.watch}
+	kind, name, err := kindAndName(args, false, true)
+	if err != nil {
+		return o, err
+	}
+	o.kind, o.name = kind, name
+	if o.output, err = view.ParseOutput(f.output); err != nil {
+		return o, err
+	}
+	if o.allNamespaces && o.name != "" {
+		return o, errors.New("a resource cannot be retrieved by name across all namespaces")
+	}
+	if o.kind == messages.KindSecret && o.watch && o.output.Structured() {
+		return o, errors.New("get secrets -w prints the table only: secret data is not streamed")
+	}
+	return o, nil
+}
+
+const getExample = `  acmeq get certificates
+  acmeq get challenges -A -o wide
+  acmeq get order example-com-1-944887539 -o jsonpath='{.status.authorizations[0].url}'
+  acmeq get certificates -w
+  acmeq get secret shop -o jsonpath='{.data.tls\.crt}' | base64 -d
+  acmeq get secrets              # names, types, key counts: no ACMEQ_SECRET_KEY needed`
+
+func newGetCmd() *cobra.Command {
+	var f getFlags
+	cmd := &cobra.Command{
+		Use:   "get KIND [NAME]",
+		Short: "Display resources: issuers, certificates, certificaterequests, orders, challenges, secrets",
+		Long: `Display one resource or a list, as kubectl get does: a table (-o wide for
+more columns), or the resources as json, yaml or a jsonpath template
+(kubectl's jsonpath: {..name}, unions, filters and {range} included).
+
+Secrets: the table (NAME, TYPE, DATA, AGE) reads only their keys; -o
+json|yaml|jsonpath opens their data (base64 under .data, as in Kubernetes)
+and needs ACMEQ_SECRET_KEY.`,
+		Example:           getExample,
+		ValidArgsFunction: completeKinds,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(args)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			return runGet(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// parseGetArgs parses the arguments of `acmeq get` (flags anywhere).
+func parseGetArgs(args []string) (getOptions, error) {
+	var f getFlags
+	fs := pflag.NewFlagSet("get", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return getOptions{}, err
+	}
+	return f.options(fs.Args())
+}
+
+func runGet(ctx context.Context, out, errOut io.Writer, o getOptions) error {
+	c, err := readConnEnv()
 	if err != nil {
 		return err
 	}
-	nc, _, st, err := openReadStore(ctx, "acmeq-get")
+	openData := o.kind == messages.KindSecret && o.output.Structured()
+	if openData && c.SecretKey == "" {
+		return errors.New("get secret: ACMEQ_SECRET_KEY is required to open a Secret's data (-o json, yaml or jsonpath); without it, get secrets lists names, types and key counts")
+	}
+	nc, _, st, err := openReadStore(ctx, c, "acmeq-get")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return getResources(ctx, os.Stdout, os.Stderr, st, o, time.Now)
-}
-
-func parseGetArgs(args []string) (getOptions, error) {
-	fs := flag.NewFlagSet("get", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: acmeq get KIND [NAME] [-n NS|-A] [-o wide|json|yaml|jsonpath=TEMPLATE] [-w]")
-		fs.PrintDefaults()
-	}
-	var o getOptions
-	var output string
-	namespaceFlags(fs, &o.namespace)
-	allNamespacesFlags(fs, &o.allNamespaces)
-	fs.StringVar(&output, "o", "", "output format: wide, json, yaml or jsonpath=TEMPLATE")
-	fs.StringVar(&output, "output", "", "same as -o")
-	fs.BoolVar(&o.watch, "w", false, "after listing, print a row for each change until interrupted")
-	fs.BoolVar(&o.watch, "watch", false, "same as -w")
-	if err := fs.Parse(reorderArgs(fs, args)); err != nil {
-		return o, exitError{code: 2}
-	}
-	kind, name, err := kindAndName(fs.Args(), false)
-	if err != nil {
-		return o, exitError{code: 2, msg: "get: " + err.Error()}
-	}
-	o.kind, o.name = kind, name
-	if o.output, err = view.ParseOutput(output); err != nil {
-		return o, exitError{code: 2, msg: "get: " + err.Error()}
-	}
-	if o.allNamespaces && o.name != "" {
-		return o, exitError{code: 2, msg: "get: a resource cannot be retrieved by name across all namespaces"}
-	}
-	return o, nil
+	return getResources(ctx, out, errOut, st, o, time.Now)
 }
 
 // getResources prints what `acmeq get` prints, reading from st; now gives
@@ -88,7 +140,41 @@ func getResources(ctx context.Context, out, errOut io.Writer, st *store.Store, o
 	if err != nil {
 		return notFound(errOut, o.kind, o.name, err)
 	}
+	if o.kind == messages.KindSecret && o.output.Structured() {
+		secrets, err := openSecrets(ctx, st, objs)
+		if err != nil {
+			return err
+		}
+		return renderSecrets(out, o, secrets)
+	}
 	return renderGet(out, errOut, o, objs, now())
+}
+
+// openSecrets opens the data of the Secrets listed.
+func openSecrets(ctx context.Context, st *store.Store, objs []messages.Object) ([]*view.Secret, error) {
+	out := make([]*view.Secret, 0, len(objs))
+	for _, obj := range objs {
+		m := obj.GetMeta()
+		data, err := st.GetSecret(ctx, m.Namespace, m.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get secret %s/%s: its data does not open with this ACMEQ_SECRET_KEY (the workers' key is needed): %w", m.Namespace, m.Name, err)
+		}
+		out = append(out, view.OpenedSecret(*m, data))
+	}
+	return out, nil
+}
+
+// renderSecrets prints opened Secrets as json, yaml or jsonpath: the
+// Secret itself when it was named, a List otherwise.
+func renderSecrets(out io.Writer, o getOptions, secrets []*view.Secret) error {
+	var v any = view.ListOf(secrets)
+	if o.name != "" && len(secrets) == 1 {
+		v = secrets[0]
+	}
+	return o.output.Write(out, v)
 }
 
 // fetchResources reads the named resource, or lists the namespace (every
@@ -269,11 +355,11 @@ func notFound(errOut io.Writer, kind messages.Kind, name string, err error) erro
 // plural is the resource's plural, as kubectl names it: "orders".
 func plural(k messages.Kind) string { return k.Token() + "s" }
 
-// kindAndName reads "KIND [NAME]" or "KIND/NAME". Secrets are refused:
-// their data is sealed and these commands never open it.
-func kindAndName(args []string, nameRequired bool) (messages.Kind, string, error) {
+// kindAndName reads "KIND [NAME]" or "KIND/NAME". Secrets are refused
+// unless allowSecret: only get shows them.
+func kindAndName(args []string, nameRequired, allowSecret bool) (messages.Kind, string, error) {
 	if len(args) == 0 {
-		return "", "", errors.New("you must specify the type of resource: issuer, certificate, certificaterequest, order or challenge")
+		return "", "", errors.New("you must specify the type of resource: issuer, certificate, certificaterequest, order, challenge or secret")
 	}
 	first, name, slash := strings.Cut(args[0], "/")
 	rest := args[1:]
@@ -287,8 +373,8 @@ func kindAndName(args []string, nameRequired bool) (messages.Kind, string, error
 	if err != nil {
 		return "", "", err
 	}
-	if kind == messages.KindSecret {
-		return "", "", errors.New("secrets are not shown: their data is sealed (see the Certificate's status instead)")
+	if kind == messages.KindSecret && !allowSecret {
+		return "", "", errors.New("secrets are shown by acmeq get secret NAME only")
 	}
 	if nameRequired && name == "" {
 		return "", "", fmt.Errorf("a %s name is required", kind.Token())
@@ -301,65 +387,24 @@ func kindAndName(args []string, nameRequired bool) (messages.Kind, string, error
 	return kind, name, nil
 }
 
-func namespaceFlags(fs *flag.FlagSet, ns *string) {
-	fs.StringVar(ns, "n", "default", "namespace")
-	fs.StringVar(ns, "namespace", "default", "same as -n")
+func namespaceFlag(fs *pflag.FlagSet, ns *string) {
+	fs.StringVarP(ns, "namespace", "n", "default", "namespace")
 }
 
-func allNamespacesFlags(fs *flag.FlagSet, all *bool) {
-	fs.BoolVar(all, "A", false, "all namespaces")
-	fs.BoolVar(all, "all-namespaces", false, "same as -A")
+// completeKinds completes the KIND argument of get, describe, events and
+// delete.
+func completeKinds(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return []string{"issuers", "certificates", "certificaterequests", "orders", "challenges", "secrets"}, cobra.ShellCompDirectiveNoFileComp
 }
 
-// reorderArgs lets flags follow positional arguments, as kubectl users
-// type them (`acmeq get challenges -n default`): the standard flag package
-// stops at the first positional argument, so flags (with their values) are
-// moved before the positional ones. It also splits kubectl's glued short
-// forms, -ojson, -ojsonpath='{...}' and -ndefault, into -o json and so on.
-// Everything after "--" stays positional.
-func reorderArgs(fs *flag.FlagSet, args []string) []string {
-	takesValue := func(name string) bool {
-		f := fs.Lookup(name)
-		if f == nil {
-			return false
-		}
-		b, ok := f.Value.(interface{ IsBoolFlag() bool })
-		return !ok || !b.IsBoolFlag()
-	}
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		body := strings.TrimLeft(a, "-")
-		name, _, hasValue := strings.Cut(body, "=")
-		if !strings.HasPrefix(a, "--") && len(body) > 1 && body[1] != '=' && fs.Lookup(name) == nil && takesValue(body[:1]) {
-			flags = append(flags, "-"+body[:1], body[1:])
-			continue
-		}
-		flags = append(flags, a)
-		if !hasValue && takesValue(name) && i+1 < len(args) {
-			flags = append(flags, args[i+1])
-			i++
-		}
-	}
-	return append(flags, pos...)
-}
-
-// openReadStore opens the store for commands that only read resources
-// (get, describe, delete): they never open a Secret, so without
-// ACMEQ_SECRET_KEY a throwaway key does.
-func openReadStore(ctx context.Context, name string) (*nats.Conn, jetstream.JetStream, *store.Store, error) {
-	c, err := parseEnv[connEnv]()
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// openReadStore opens the store for commands that read resources (get,
+// describe, delete): they open no Secret's data (get secret -o yaml
+// checks for the key first), so without ACMEQ_SECRET_KEY a throwaway key
+// does.
+func openReadStore(ctx context.Context, c connEnv, name string) (*nats.Conn, jetstream.JetStream, *store.Store, error) {
 	if c.SecretKey == "" {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {

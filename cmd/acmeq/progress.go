@@ -19,10 +19,14 @@ type progress struct {
 	n     int
 }
 
-func newProgress(f *os.File) *progress {
-	st, err := f.Stat()
-	tty := err == nil && st.Mode()&os.ModeCharDevice != 0
-	return &progress{w: f, tty: tty, start: time.Now()}
+// newProgress writes to w, redrawing in place when w is a terminal.
+func newProgress(w io.Writer) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		st, err := f.Stat()
+		tty = err == nil && st.Mode()&os.ModeCharDevice != 0
+	}
+	return &progress{w: w, tty: tty, start: time.Now()}
 }
 
 // line shows s, throttled: 10 times a second on a terminal, every 5 s

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"flag"
-	"slices"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,25 +10,38 @@ import (
 	"github.com/acmeq/acmeq/messages"
 )
 
-func TestReorderArgs(t *testing.T) {
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.String("n", "default", "")
-	fs.String("o", "", "")
-	fs.Bool("A", false, "")
-	fs.Bool("w", false, "")
-	fs.Duration("since", 0, "")
-	for _, tc := range []struct{ in, want []string }{
-		{[]string{"challenges", "-n", "default"}, []string{"-n", "default", "challenges"}},
-		{[]string{"order", "x", "-ojsonpath={.status.url}"}, []string{"-o", "jsonpath={.status.url}", "order", "x"}},
-		{[]string{"-ojson", "orders"}, []string{"-o", "json", "orders"}},
-		{[]string{"orders", "-o=wide", "-A", "-w"}, []string{"-o=wide", "-A", "-w", "orders"}},
-		{[]string{"orders", "-ndev"}, []string{"-n", "dev", "orders"}},
-		{[]string{"--since", "10m", "order/x", "--", "-n"}, []string{"--since", "10m", "order/x", "-n"}},
-		{[]string{"-A", "orders"}, []string{"-A", "orders"}},
+// TestFlagsAnywhere: flags may follow positional arguments and kubectl's
+// glued short forms work, as users type them (these were the cases of the
+// hand-made argument reordering that cobra's flag parser replaced).
+func TestFlagsAnywhere(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want getOptions
+	}{
+		{[]string{"challenges", "-n", "default"}, getOptions{kind: messages.KindChallenge, namespace: "default"}},
+		{[]string{"order", "x", "-ojsonpath={.status.url}"}, getOptions{kind: messages.KindOrder, name: "x", namespace: "default", output: view.Output{Format: view.FormatJSONPath}}},
+		{[]string{"-ojson", "orders"}, getOptions{kind: messages.KindOrder, namespace: "default", output: view.Output{Format: view.FormatJSON}}},
+		{[]string{"orders", "-o=wide", "-A", "-w"}, getOptions{kind: messages.KindOrder, namespace: "default", allNamespaces: true, watch: true, output: view.Output{Format: view.FormatWide}}},
+		{[]string{"orders", "-ndev"}, getOptions{kind: messages.KindOrder, namespace: "dev"}},
+		{[]string{"-A", "orders"}, getOptions{kind: messages.KindOrder, namespace: "default", allNamespaces: true}},
 	} {
-		if got := reorderArgs(fs, tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("reorderArgs(%q) = %q, want %q", tc.in, got, tc.want)
+		got, err := parseGetArgs(tc.in)
+		if err != nil {
+			t.Errorf("get %q: %v", tc.in, err)
+			continue
 		}
+		got.output.Template = nil
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("get %q = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	// After "--" everything is positional: "-n" is an argument, not a flag.
+	e, err := parseEventsArgs([]string{"--since", "10m", "order/x"})
+	if err != nil || e.since != 10*time.Minute || e.kind != messages.KindOrder || e.name != "x" {
+		t.Errorf("events --since 10m order/x = %+v, %v", e, err)
+	}
+	if _, err := parseEventsArgs([]string{"--since", "10m", "order/x", "--", "-n"}); err == nil || !strings.Contains(err.Error(), `unexpected arguments ["-n"]`) {
+		t.Errorf("events ... -- -n: %v, want -n taken as an argument", err)
 	}
 }
 
@@ -41,7 +54,7 @@ func TestParseArgs(t *testing.T) {
 	if err != nil || o.kind != messages.KindCertificateRequest || o.name != "shop-1" || o.output.Format != view.FormatWide || o.namespace != "default" {
 		t.Errorf("get cr/shop-1 --output wide = %+v, %v", o, err)
 	}
-	for _, bad := range [][]string{{}, {"pods"}, {"orders", "-o", "xml"}, {"orders", "a", "b"}, {"secrets"}, {"order", "x", "-A"}, {"order", "Bad.Name"}} {
+	for _, bad := range [][]string{{}, {"pods"}, {"orders", "-o", "xml"}, {"orders", "a", "b"}, {"secrets", "-w", "-o", "yaml"}, {"order", "x", "-A"}, {"order", "Bad.Name"}} {
 		if _, err := parseGetArgs(bad); err == nil {
 			t.Errorf("get %q: no error", bad)
 		}

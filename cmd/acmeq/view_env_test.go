@@ -132,6 +132,10 @@ func normaliseString(key, s string) string {
 		return "TOKEN"
 	case key == "key":
 		return "TOKEN.THUMBPRINT"
+	case key == "serialNumber":
+		return "SERIAL"
+	case key == "certID":
+		return "AKI.SERIAL"
 	}
 	if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return goldenTime.Format(time.RFC3339)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,16 @@ func TestFollowWatchAndDelete(t *testing.T) {
 		go func() {
 			followed <- printEvents(fctx, &events, io.Discard, env.JS, eventsOptions{namespace: ns, follow: true}, time.Now)
 		}()
+		var issued syncBuffer
+		filtered := make(chan error, 1)
+		go func() {
+			o, err := parseEventsArgs([]string{"-f", "-A", "--reason", "Issued", "--reason=OrderValid,NoSuchReason"})
+			if err != nil {
+				filtered <- err
+				return
+			}
+			filtered <- printEvents(fctx, &issued, io.Discard, env.JS, o, time.Now)
+		}()
 		watched := make(chan error, 1)
 		go func() {
 			watched <- getResources(fctx, &watch, io.Discard, env.Store, mustParseGet(t, "certificates", "-w"), time.Now)
@@ -58,6 +69,9 @@ func TestFollowWatchAndDelete(t *testing.T) {
 			}
 			return false
 		})
+		eventually(t, 30*time.Second, "events -f --reason printed the new certificate's Issued", func() bool {
+			return strings.Contains(issued.String(), "certificate/late ")
+		})
 		eventually(t, 30*time.Second, "get -w printed the new certificate Ready", func() bool {
 			for _, l := range lines(watch.String()) {
 				if f := strings.Fields(l); len(f) >= 2 && f[0] == "late" && f[1] == "True" {
@@ -72,6 +86,33 @@ func TestFollowWatchAndDelete(t *testing.T) {
 		}
 		if err := <-watched; err != nil {
 			t.Errorf("get -w: %v", err)
+		}
+		if err := <-filtered; err != nil {
+			t.Errorf("events -f --reason: %v", err)
+		}
+		// Only the reasons asked for, from every certificate and order.
+		counts := map[string]int{}
+		for _, l := range lines(issued.String())[1:] {
+			f := strings.Fields(l)
+			switch {
+			case slices.Contains(f, "Issued"):
+				counts["Issued"]++
+			case slices.Contains(f, "OrderValid"):
+				counts["OrderValid"]++
+			default:
+				counts[l]++
+			}
+		}
+		if len(counts) != 2 || counts["Issued"] != 3 || counts["OrderValid"] != 3 {
+			t.Errorf("events -f -A --reason Issued,OrderValid printed reasons %v:\n%s", counts, issued.String())
+		}
+		// And the history alone, filtered.
+		var hist bytes.Buffer
+		if err := printEvents(ctx, &hist, io.Discard, env.JS, eventsOptions{namespace: ns, reasons: []string{"issued"}, types: []string{"Normal"}}, time.Now); err != nil {
+			t.Fatal(err)
+		}
+		if h := lines(hist.String()); len(h) != 4 || strings.Count(hist.String(), " Issued ") != 3 {
+			t.Errorf("events --reason issued --types Normal:\n%s", hist.String())
 		}
 		ev := lines(events.String())
 		if !strings.HasPrefix(ev[0], "LAST SEEN   TYPE ") || strings.Count(events.String(), "LAST SEEN") != 1 {
@@ -166,6 +207,115 @@ func TestFollowWatchAndDelete(t *testing.T) {
 			}
 		}
 		t.Logf("$ acmeq delete order %s\n%s", old.Metadata.Name, out.String())
+	})
+
+	t.Run("delete order of a failed request", func(t *testing.T) {
+		crName := "late-1"
+		old := orderOf(t, ctx, env, crName)
+		// Make the order and its request look failed, as the workers
+		// leave them when the CA invalidates an order.
+		failed := time.Now().UTC()
+		old.Status.State = messages.StateInvalid
+		old.Status.Reason = "authorization failed"
+		old.Status.FailureTime = &failed
+		if err := env.Store.Update(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		cr := &messages.CertificateRequest{}
+		if err := env.Store.Get(ctx, ns, crName, cr); err != nil {
+			t.Fatal(err)
+		}
+		cr.Status.FailureTime = &failed
+		cr.Status.Conditions = []messages.Condition{{Type: messages.ConditionReady, Status: messages.ConditionFalse, Reason: messages.ReasonFailed,
+			Message: "Failed to wait for order resource to become ready: order is in \"invalid\" state", LastTransitionTime: failed}}
+		if err := env.Store.Update(ctx, cr); err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now().UTC().Truncate(time.Millisecond)
+		var out, errOut bytes.Buffer
+		if err := deleteOrder(ctx, &out, &errOut, env.Store, bus.New(env.JS, "test"), ns, old.Metadata.Name, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		want := `order.acme.cert-manager.io "` + old.Metadata.Name + `" deleted` + "\n" +
+			`CertificateRequest "late-1" had failed: it is pending again` + "\n" +
+			`CertificateRequest "late-1" will create a new Order "` + old.Metadata.Name + `" (a new ACME order)` + "\n"
+		if out.String() != want || errOut.Len() != 0 {
+			t.Errorf("delete order printed:\n%s%s\nwant:\n%s", out.String(), errOut.String(), want)
+		}
+		eventually(t, time.Minute, "the retried order is valid and its request Ready again", func() bool {
+			o, r := &messages.Order{}, &messages.CertificateRequest{}
+			return env.Store.Get(ctx, ns, old.Metadata.Name, o) == nil && o.Status.State == messages.StateValid && !o.Metadata.CreationTimestamp.Before(before) &&
+				o.Status.URL != old.Status.URL && env.Store.Get(ctx, ns, crName, r) == nil && messages.IsReady(r.Status.Conditions) && r.Status.FailureTime == nil
+		})
+		t.Logf("$ acmeq delete order %s   # of a failed request\n%s", old.Metadata.Name, out.String())
+	})
+
+	t.Run("delete issuer", func(t *testing.T) {
+		devIssuer := &messages.Issuer{}
+		if err := env.Store.Get(ctx, ns, dev.IssuerName, devIssuer); err != nil {
+			t.Fatal(err)
+		}
+		newIssuer := func(name string) {
+			t.Helper()
+			iss := &messages.Issuer{TypeMeta: devIssuer.TypeMeta, Metadata: messages.ObjectMeta{Name: name, Namespace: ns}, Spec: devIssuer.Spec}
+			acme := *devIssuer.Spec.ACME
+			acme.PrivateKeySecretRef = messages.SecretRef{}
+			iss.Spec.ACME = &acme
+			if _, err := env.Producer.Apply(ctx, iss); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, time.Minute, "issuer "+name+" registered its ACME account", func() bool {
+				i := &messages.Issuer{}
+				return env.Store.Get(ctx, ns, name, i) == nil && messages.IsReady(i.Status.Conditions)
+			})
+		}
+		del := func(name string, force, withKey bool) (string, error) {
+			var out bytes.Buffer
+			err := deleteIssuer(ctx, &out, io.Discard, env.Store, ns, name, force, withKey)
+			return out.String(), err
+		}
+		// In use: refused, nothing deleted.
+		_, err := del(dev.IssuerName, false, true)
+		var ee exitError
+		if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(ee.msg, `issuer "dev" is referred to by 3 Certificate(s) in namespace "`+ns+`" (demo-0, demo-1, late)`) || !strings.Contains(ee.msg, "--force") {
+			t.Errorf("delete issuer dev = %v", err)
+		}
+		if err := env.Store.Get(ctx, ns, dev.IssuerName, &messages.Issuer{}); err != nil {
+			t.Errorf("issuer dev after a refused delete: %v", err)
+		}
+
+		newIssuer("spare")
+		req := producer.RequestOptions{Namespace: ns, Name: "on-spare", Issuer: "spare", DNSNames: []string{"spare.acmeq.test"}}
+		if _, err := env.Producer.Request(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		out, err := del("spare", true, false)
+		want := `issuer.cert-manager.io "spare" deleted` + "\n" +
+			`1 Certificate(s) refer to it and wait until an Issuer "spare" exists again` + "\n" +
+			`its ACME account key Secret "spare-account-key" is kept (--delete-account-key deletes it)` + "\n"
+		if err != nil || out != want {
+			t.Errorf("delete issuer spare --force = %v:\n%s\nwant:\n%s", err, out, want)
+		}
+		if err := env.Store.Get(ctx, ns, "spare-account-key", &messages.Secret{}); err != nil {
+			t.Errorf("the account key went without --delete-account-key: %v", err)
+		}
+
+		newIssuer("spare2")
+		out, err = del("spare2", false, true)
+		want = `issuer.cert-manager.io "spare2" deleted` + "\n" + `secret "spare2-account-key" deleted (the ACME account key)` + "\n"
+		if err != nil || out != want {
+			t.Errorf("delete issuer spare2 --delete-account-key = %v:\n%s\nwant:\n%s", err, out, want)
+		}
+		if err := env.Store.Get(ctx, ns, "spare2-account-key", &messages.Secret{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("account key after --delete-account-key: %v", err)
+		}
+		if err := env.Store.Get(ctx, ns, "spare2", &messages.Issuer{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("issuer after delete: %v", err)
+		}
+		var errOut bytes.Buffer
+		if err := deleteIssuer(ctx, io.Discard, &errOut, env.Store, ns, "spare2", false, false); !errors.As(err, &ee) || errOut.String() != `Error from server (NotFound): issuers "spare2" not found`+"\n" {
+			t.Errorf("delete a missing issuer = %v, %q", err, errOut.String())
+		}
 	})
 
 	t.Run("delete order of a ready request", func(t *testing.T) {

@@ -3,17 +3,25 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"sigs.k8s.io/yaml"
 
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/dev"
+	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
 )
@@ -57,7 +65,7 @@ func orderOf(t *testing.T, ctx context.Context, env *dev.Env, cr string) *messag
 // json, yaml and jsonpath outputs against the stored resources.
 func TestViewsOfRealIssuance(t *testing.T) {
 	t.Parallel()
-	env, ctx := startEnv(t, goldenRequests())
+	env, ctx := startEnvKeepingChallenges(t, goldenRequests())
 	order := orderOf(t, ctx, env, "shop-1")
 	challenge := order.Metadata.Name + "-0"
 
@@ -232,6 +240,117 @@ func TestViewsOfRealIssuance(t *testing.T) {
 		}
 	})
 
+	t.Run("secret", func(t *testing.T) {
+		// The list needs no key: a store opened with another key lists
+		// the same names, types and key counts.
+		other := make([]byte, 32)
+		if _, err := rand.Read(other); err != nil {
+			t.Fatal(err)
+		}
+		sealer, err := store.NewSealer(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrongKey, err := store.Open(ctx, env.JS, sealer, store.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var table, errOut bytes.Buffer
+		if err := getResources(ctx, &table, &errOut, wrongKey, mustParseGet(t, "secrets"), time.Now); err != nil {
+			t.Fatal(err)
+		}
+		rows := map[string][]string{}
+		for _, l := range lines(table.String()) {
+			f := strings.Fields(l)
+			rows[f[0]] = f
+		}
+		if h := rows["NAME"]; !slices.Equal(h, []string{"NAME", "TYPE", "DATA", "AGE"}) {
+			t.Errorf("get secrets header = %q", h)
+		}
+		for _, name := range []string{"shop", "www-blog", "api"} {
+			if r := rows[name]; len(r) != 4 || r[1] != "kubernetes.io/tls" || (r[2] != "2" && r[2] != "3") {
+				t.Errorf("get secrets row %s = %q", name, r)
+			}
+		}
+		if r := rows[dev.IssuerName+"-account-key"]; len(r) != 4 || r[1] != "Opaque" || r[2] != "1" {
+			t.Errorf("get secrets row of the account key = %q\n%s", r, table.String())
+		}
+
+		// kubectl's habit: the certificate through jsonpath and base64 -d.
+		out, _, err := get(t, "secret", "shop", "-o", `jsonpath={.data.tls\.crt}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pemBytes, err := base64.StdEncoding.DecodeString(out)
+		if err != nil {
+			t.Fatalf("{.data.tls\\.crt} is not base64: %v: %q", err, out)
+		}
+		stored, err := env.Store.GetSecret(ctx, dev.Namespace, "shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(pemBytes, stored[messages.SecretTLSCert]) {
+			t.Errorf("get secret shop tls.crt differs from the stored certificate")
+		}
+		blk, _ := pem.Decode(pemBytes)
+		if blk == nil {
+			t.Fatalf("tls.crt is not PEM: %q", pemBytes)
+		}
+		leaf, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil || !slices.Equal(leaf.DNSNames, []string{"shop.acmeq.test"}) {
+			t.Errorf("tls.crt: %v, names %v", err, leaf.DNSNames)
+		}
+
+		out, _, err = get(t, "secret", "shop", "-o", "yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sec struct {
+			APIVersion string            `json:"apiVersion"`
+			Kind       string            `json:"kind"`
+			Type       string            `json:"type"`
+			Data       map[string][]byte `json:"data"`
+			Metadata   struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(out), &sec); err != nil {
+			t.Fatal(err)
+		}
+		if sec.APIVersion != "v1" || sec.Kind != "Secret" || sec.Type != "kubernetes.io/tls" || sec.Metadata.Name != "shop" || sec.Metadata.Namespace != dev.Namespace ||
+			!bytes.Equal(sec.Data["tls.key"], stored[messages.SecretTLSKey]) || !bytes.Equal(sec.Data["tls.crt"], stored[messages.SecretTLSCert]) {
+			t.Errorf("get secret shop -o yaml:\n%s", out)
+		}
+		out, _, err = get(t, "secrets", "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Kind  string `json:"kind"`
+			Items []struct {
+				Kind string `json:"kind"`
+				Type string `json:"type"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(out), &list); err != nil || list.Kind != "List" || len(list.Items) < 4 || list.Items[0].Kind != "Secret" {
+			t.Errorf("get secrets -o json: %v\n%s", err, truncate(out))
+		}
+
+		// With another key the data does not open: the error says which
+		// key is needed.
+		var o2, e2 bytes.Buffer
+		err = getResources(ctx, &o2, &e2, wrongKey, mustParseGet(t, "secret", "shop", "-o", "yaml"), time.Now)
+		if err == nil || !strings.Contains(err.Error(), "does not open with this ACMEQ_SECRET_KEY") || o2.Len() != 0 {
+			t.Errorf("get secret with another key = %v, %q", err, o2.String())
+		}
+		_, errOut2, err := get(t, "secret", "nope")
+		var ee exitError
+		if !errors.As(err, &ee) || ee.code != 1 || errOut2 != "Error from server (NotFound): secrets \"nope\" not found\n" {
+			t.Errorf("get secret nope = %v, %q", err, errOut2)
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		out, errOut, err := get(t, "order", "x")
 		var ee exitError
@@ -248,4 +367,55 @@ func TestViewsOfRealIssuance(t *testing.T) {
 			t.Errorf("describe challenge nope = %v, stderr %q", err, derr.String())
 		}
 	})
+}
+
+// startEnvKeepingChallenges is startEnv for views of challenges: the
+// workers remove finished challenges once their order is final, so their
+// last state is watched while the certificates are issued and stored again
+// afterwards, as `get challenges` would have shown them just before.
+func startEnvKeepingChallenges(t *testing.T, reqs []producer.RequestOptions) (*dev.Env, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	env, err := dev.Start(ctx, dev.Options{Dir: t.TempDir(), Workers: 3})
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Cleanup(env.Close)
+	w, err := env.Store.KV(messages.KindChallenge).WatchAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string][]byte{}
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.Updates() {
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				mu.Lock()
+				last[e.Key()] = e.Value()
+				mu.Unlock()
+			}
+		}
+	}()
+	issueAll(t, ctx, env, reqs)
+	eventually(t, 10*time.Second, "finished challenges removed", func() bool {
+		objs, err := env.Store.List(ctx, messages.KindChallenge, "")
+		return err == nil && len(objs) == 0
+	})
+	_ = w.Stop()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for key, b := range last {
+		ch := &messages.Challenge{}
+		if err := json.Unmarshal(b, ch); err != nil {
+			t.Fatalf("challenge %s: %v", key, err)
+		}
+		if err := env.Store.Create(ctx, ch); err != nil {
+			t.Fatalf("store challenge %s again: %v", key, err)
+		}
+	}
+	return env, ctx
 }

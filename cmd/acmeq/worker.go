@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -12,27 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
 	"github.com/acmeq/acmeq/scheduler"
 	"github.com/acmeq/acmeq/worker"
 )
 
-func (e workerEnv) config() (worker.Config, error) {
-	if e.MaxConcurrent <= 0 {
-		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_MAX_CONCURRENT_CHALLENGES must be at least 1, got %d", e.MaxConcurrent)
-	}
-	if e.Concurrency <= 0 {
-		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_CONCURRENCY must be at least 1, got %d", e.Concurrency)
-	}
-	if e.SelfCheckInterval <= 0 {
-		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_SELF_CHECK_INTERVAL must be positive, got %s", e.SelfCheckInterval)
-	}
-	if e.AckWait < time.Second {
-		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_ACK_WAIT must be at least 1s, got %s", e.AckWait)
-	}
-	if e.SelfCheckInterval >= e.LeaseTTL {
-		return worker.Config{}, fmt.Errorf("configuration: ACMEQ_LEASE_TTL (%s) must exceed ACMEQ_SELF_CHECK_INTERVAL (%s): a challenge waiting for its next self-check is not renewed", e.LeaseTTL, e.SelfCheckInterval)
-	}
+// config is the worker.Config of a validated workerEnv.
+func (e workerEnv) config() worker.Config {
 	cfg := worker.Config{
 		Name:              e.Name,
 		Concurrency:       e.Concurrency,
@@ -42,29 +30,48 @@ func (e workerEnv) config() (worker.Config, error) {
 		ChallengeTimeout:  e.ChallengeTimeout,
 		ResyncInterval:    e.ResyncInterval,
 		FailureBackoff:    e.FailureBackoff,
+		FailureBackoffMax: e.FailureBackoffMax,
+		ARICheckMax:       e.ARICheckMax,
+		MaxPanics:         e.MaxPanics,
 		HTTP01Port:        e.HTTP01Port,
 		Scheduler:         scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL, Audit: e.SchedulerAudit},
 	}
 	if e.HTTP01ResolveTo != "" {
 		cfg.Resolve = worker.ResolveTo(e.HTTP01ResolveTo)
 	}
-	return cfg, nil
+	return cfg
 }
 
-func runWorker(ctx context.Context, _ []string) error {
-	e, err := parseEnv[workerEnv]()
-	if err != nil {
+func newWorkerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker (configured by ACMEQ_* environment variables)",
+		Long: `Run a worker: it consumes the work queue and reconciles Issuers,
+Certificates, CertificateRequests, Orders and Challenges until SIGTERM or
+Ctrl-C, then drains. It serves /metrics, /healthz and /readyz on
+ACMEQ_LISTEN. It is configured only by ACMEQ_* environment variables
+(README.md, "Configuration"); a missing or invalid one, or an ACMEQ_LISTEN
+that cannot be bound, stops it before it starts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runWorker(cmd.Context()) },
+	}
+}
+
+func runWorker(ctx context.Context) error {
+	e := defaultWorkerEnv()
+	if err := readEnv(&e, environ()); err != nil {
 		return err
 	}
-	cfg, err := e.config()
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(e.LogFormat, e.LogLevel)
-	if err != nil {
-		return err
-	}
+	cfg := e.config()
+	log := newLogger(e.LogFormat, e.LogLevel)
 	cfg.Logger = log
+	// Bind before anything starts: a taken port is a start-up error, not
+	// a worker without health checks.
+	ln, err := net.Listen("tcp", e.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("configuration: ACMEQ_LISTEN %q: %w", e.ListenAddr, err)
+	}
+	defer ln.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer = reg
@@ -85,12 +92,13 @@ func runWorker(ctx context.Context, _ []string) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: e.ListenAddr, Handler: healthMux(nc, rdb, reg), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: healthMux(nc, rdb, reg), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("health and metrics server", "addr", e.ListenAddr, "err", err)
 		}
 	}()
+	log.Info("worker started", "metrics", ln.Addr().String())
 	<-ctx.Done()
 	log.Info("draining: finishing in-flight messages, nak'ing the rest")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 25*time.Second)

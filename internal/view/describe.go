@@ -61,7 +61,8 @@ func (p prefixWriter) write(level int, format string, a ...any) {
 // each one level deeper than the list's key. "Key:\tvalue" lines are
 // aligned by kubectl's tabwriter (2 spaces of padding), so consecutive
 // lines share a value column whatever their depth, as in kubectl.
-// Timestamps are shown in RFC 3339 to the second; CSRs, CA bundles and
+// Every name, label, value, reason and message is escaped (Escape), so
+// none can add a line. Timestamps are shown in RFC 3339 to the second; CSRs, CA bundles and
 // secrets are shown as "[...]". Events are aggregated (AggregateEvents)
 // and ordered by first occurrence; their Age is "19s", or "101s (x3 over
 // 106s)" for repeats.
@@ -70,8 +71,8 @@ func Describe(obj messages.Object, events []messages.Event, now time.Time) strin
 	tw := tabwriter.NewWriter(&buf, 0, 8, 2, ' ', 0)
 	w := prefixWriter{tw}
 	m := obj.GetMeta()
-	w.write(0, "Name:\t%s\n", m.Name)
-	w.write(0, "Namespace:\t%s\n", m.Namespace)
+	w.write(0, "Name:\t%s\n", Escape(m.Name))
+	w.write(0, "Namespace:\t%s\n", Escape(m.Namespace))
 	printLabels(w, "Labels", m.Labels)
 	printLabels(w, "Annotations", nil)
 	content, err := toContent(obj)
@@ -101,7 +102,7 @@ func printLabels(w prefixWriter, title string, labels map[string]string) {
 		if i > 0 {
 			w.write(0, "\t")
 		}
-		w.write(0, "%s=%s\n", k, labels[k])
+		w.write(0, "%s=%s\n", Escape(k), Escape(labels[k]))
 	}
 }
 
@@ -161,21 +162,22 @@ func printContent(w prefixWriter, level int, content map[string]any, skipPrefix 
 		if slices.Contains(skip, path) {
 			continue
 		}
+		label := Escape(Label(f))
 		switch v := content[f].(type) {
 		case map[string]any:
-			w.write(level, "%s:\n", Label(f))
+			w.write(level, "%s:\n", label)
 			printContent(w, level+1, v, path, skip)
 		case []any:
-			w.write(level, "%s:\n", Label(f))
+			w.write(level, "%s:\n", label)
 			for _, item := range v {
 				if m, ok := item.(map[string]any); ok {
 					printContent(w, level+1, m, path, skip)
 				} else {
-					w.write(level+1, "%v\n", item)
+					w.write(level+1, "%s\n", Escape(fmt.Sprint(item)))
 				}
 			}
 		default:
-			w.write(level, "%s:\t%v\n", Label(f), v)
+			w.write(level, "%s:\t%s\n", label, Escape(fmt.Sprint(v)))
 		}
 	}
 }
@@ -190,6 +192,6 @@ func describeEvents(w prefixWriter, evs []messages.Event, now time.Time) {
 	w.write(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n")
 	w.write(1, "----\t------\t----\t----\t-------\n")
 	for _, e := range evs {
-		w.write(1, "%v\t%v\t%s\t%v\t%v\n", e.Type, e.Reason, EventAge(e, now), EventSource(e), strings.TrimSpace(e.Message))
+		w.write(1, "%s\t%s\t%s\t%s\t%s\n", Escape(string(e.Type)), Escape(e.Reason), EventAge(e, now), Escape(EventSource(e)), Escape(strings.TrimSpace(e.Message)))
 	}
 }

@@ -2,13 +2,12 @@ package view
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"sigs.k8s.io/yaml"
-
-	"github.com/acmeq/acmeq/messages"
 )
 
 // Format is an output format of get.
@@ -34,8 +33,10 @@ type Output struct {
 	Template *JSONPath
 }
 
-// ParseOutput parses -o: "" (table), wide, json, yaml or
-// jsonpath=TEMPLATE.
+// ParseOutput parses -o as kubectl does: "" (table), wide, json, yaml,
+// jsonpath=TEMPLATE, or jsonpath-as-json=TEMPLATE (the results as an
+// indented JSON array). "jsonpath" or "jsonpath=" without a template is
+// kubectl's "template format specified but no template given".
 func ParseOutput(s string) (Output, error) {
 	switch s {
 	case "":
@@ -47,17 +48,25 @@ func ParseOutput(s string) (Output, error) {
 	case "yaml":
 		return Output{Format: FormatYAML}, nil
 	}
-	if t, ok := strings.CutPrefix(s, "jsonpath="); ok {
-		j, err := ParseJSONPath(t)
+	for _, f := range []string{"jsonpath", "jsonpath-as-json"} {
+		tmpl, ok := strings.CutPrefix(s, f+"=")
+		if !ok {
+			if s != f {
+				continue
+			}
+			tmpl = ""
+		}
+		if tmpl == "" {
+			return Output{}, errors.New("template format specified but no template given")
+		}
+		j, err := ParseJSONPath(tmpl)
 		if err != nil {
 			return Output{}, err
 		}
+		j.asJSON = f == "jsonpath-as-json"
 		return Output{Format: FormatJSONPath, Template: j}, nil
 	}
-	if s == "jsonpath" {
-		return Output{}, fmt.Errorf("template format specified but no template given: use -o jsonpath='{.status}'")
-	}
-	return Output{}, fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json, jsonpath, wide, yaml", s)
+	return Output{}, fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json, jsonpath, jsonpath-as-json, wide, yaml", s)
 }
 
 // Structured reports whether the output prints data (json, yaml, jsonpath)
@@ -68,10 +77,10 @@ func (o Output) Structured() bool {
 
 // List is what get -o json prints for several resources, as kubectl does.
 type List struct {
-	APIVersion string            `json:"apiVersion"`
-	Items      []messages.Object `json:"items"`
-	Kind       string            `json:"kind"`
-	Metadata   ListMeta          `json:"metadata"`
+	APIVersion string   `json:"apiVersion"`
+	Items      []any    `json:"items"`
+	Kind       string   `json:"kind"`
+	Metadata   ListMeta `json:"metadata"`
 }
 
 // ListMeta is the metadata of a List.
@@ -79,12 +88,14 @@ type ListMeta struct {
 	ResourceVersion string `json:"resourceVersion"`
 }
 
-// ListOf wraps objs in a List (apiVersion v1, kind List).
-func ListOf(objs []messages.Object) *List {
-	if objs == nil {
-		objs = []messages.Object{}
+// ListOf wraps items (resources, or opened Secrets) in a List
+// (apiVersion v1, kind List).
+func ListOf[T any](items []T) *List {
+	l := &List{APIVersion: "v1", Items: make([]any, len(items)), Kind: "List"}
+	for i, it := range items {
+		l.Items[i] = it
 	}
-	return &List{APIVersion: "v1", Items: objs, Kind: "List"}
+	return l
 }
 
 // JSON is v as kubectl prints it with -o json: indented by four spaces,

@@ -1,57 +1,68 @@
 package view
 
 import (
+	"fmt"
 	"strings"
+	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
 	"github.com/acmeq/acmeq/messages"
 )
 
-// kubectl get prints through a tabwriter with a minimum cell width of 6
-// and a padding of 3 spaces; the last column is not padded.
+// kubectl's printers write tables through a tabwriter with a minimum cell
+// width of 6, a tab width of 4 and a padding of 3 spaces
+// (k8s.io/cli-runtime printers.GetNewTabWriter); the last column is not
+// padded.
 const (
 	tableMinWidth = 6
+	tableTabWidth = 4
 	tablePadding  = 3
 )
 
-// Aligner lays out rows of cells as kubectl's tables: every column but the
-// last is padded to its widest cell plus 3 spaces (at least 6 wide). It
-// remembers the widths it used, so rows formatted later (get -w, events
-// -f) line up with the rows before them; a wider cell widens its column
-// from then on.
+// Aligner lays out rows of cells as kubectl's tables, through
+// text/tabwriter: every column but the last is padded to its widest cell
+// plus 3 spaces (at least 6 wide). Like kubectl's tabwriter with
+// RememberWidths, it remembers the widths it used, so rows formatted
+// later (get -w, events -f) line up with the rows before them; a wider
+// cell widens its column from then on. Cells are escaped (Escape): a
+// cell never spans two lines.
 type Aligner struct {
 	widths []int
 }
 
 // Format returns the rows, one line each.
 func (a *Aligner) Format(rows [][]string) string {
-	for _, row := range rows {
-		for i := 0; i < len(row)-1; i++ {
+	cols := 0
+	escaped := make([][]string, len(rows))
+	for r, row := range rows {
+		cols = max(cols, len(row))
+		escaped[r] = make([]string, len(row))
+		for i := range row {
+			escaped[r][i] = Escape(row[i])
+			if i == len(row)-1 {
+				continue // the last cell of a line is not aligned
+			}
 			for len(a.widths) <= i {
 				a.widths = append(a.widths, 0)
 			}
-			w := max(tableMinWidth, utf8.RuneCountInString(cleanCell(row[i]))+tablePadding)
-			a.widths[i] = max(a.widths[i], w)
+			a.widths[i] = max(a.widths[i], utf8.RuneCountInString(escaped[r][i]))
 		}
 	}
 	var b strings.Builder
-	for _, row := range rows {
-		for i, cell := range row {
-			cell = cleanCell(cell)
-			b.WriteString(cell)
-			if i < len(row)-1 {
-				b.WriteString(strings.Repeat(" ", a.widths[i]-utf8.RuneCountInString(cell)))
-			}
-		}
-		b.WriteByte('\n')
+	tw := tabwriter.NewWriter(&b, tableMinWidth, tableTabWidth, tablePadding, ' ', 0)
+	// A first line of blank cells as wide as the widest cells seen so far
+	// makes text/tabwriter remember the widths; it is cut off below.
+	for i := 0; i < cols-1; i++ {
+		fmt.Fprintf(tw, "%s\t", strings.Repeat(" ", a.widths[i]))
 	}
-	return b.String()
-}
-
-// cleanCell keeps a cell on one line.
-func cleanCell(s string) string {
-	return strings.NewReplacer("\r\n", " ", "\n", " ", "\t", " ").Replace(s)
+	fmt.Fprintln(tw)
+	for _, row := range escaped {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush() // a strings.Builder does not fail
+	out := b.String()
+	return out[strings.IndexByte(out, '\n')+1:]
 }
 
 // column is one column of a kind's table; wide columns show with -o wide.
@@ -113,6 +124,7 @@ var columns = map[messages.Kind][]column{
 		{name: "DOMAIN", value: func(o messages.Object) string { return o.(*messages.Challenge).Spec.DNSName }},
 		{name: "REASON", value: func(o messages.Object) string { return o.(*messages.Challenge).Status.Reason }},
 	},
+	messages.KindSecret: secretColumns,
 }
 
 // Header returns the column names of kind's table.

@@ -9,7 +9,9 @@ import (
 	"github.com/acmeq/acmeq/messages"
 )
 
-func TestHumanDuration(t *testing.T) {
+// TestSince: ages are kubectl's (apimachinery's HumanDuration).
+func TestSince(t *testing.T) {
+	now := time.Date(2026, 5, 15, 22, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		d    time.Duration
 		want string
@@ -47,8 +49,8 @@ func TestHumanDuration(t *testing.T) {
 		{8 * 365 * 24 * time.Hour, "8y"},
 		{20 * 365 * 24 * time.Hour, "20y"},
 	} {
-		if got := HumanDuration(tc.d); got != tc.want {
-			t.Errorf("HumanDuration(%v) = %q, want %q", tc.d, got, tc.want)
+		if got := Since(now.Add(-tc.d), now); got != tc.want {
+			t.Errorf("Since(now - %v) = %q, want %q", tc.d, got, tc.want)
 		}
 	}
 	if got := Since(time.Time{}, time.Now()); got != "<unknown>" {
@@ -357,7 +359,7 @@ func TestJSONPath(t *testing.T) {
 			{URL: "https://ca/authz/2", Identifier: "b.test", Wildcard: true},
 		}},
 	}
-	cr := &messages.CertificateRequest{TypeMeta: messages.TypeMeta{Kind: messages.KindCertificateRequest}, Metadata: messages.ObjectMeta{Name: "cr"}, Status: messages.CertificateRequestStatus{Conditions: []messages.Condition{
+	cr := &messages.CertificateRequest{TypeMeta: messages.TypeMeta{Kind: messages.KindCertificateRequest}, Metadata: messages.ObjectMeta{Name: "cr", Labels: map[string]string{"acmeq.io/x": "y"}}, Status: messages.CertificateRequestStatus{Conditions: []messages.Condition{
 		{Type: "Other", Status: "False"}, {Type: "Ready", Status: "True", Message: "done"}}}}
 	list := ListOf([]messages.Object{order, cr})
 	for _, tc := range []struct {
@@ -370,7 +372,6 @@ func TestJSONPath(t *testing.T) {
 		{"{.status.authorizations[*].url}", order, "https://ca/authz/1 https://ca/authz/2"},
 		{"{.status.authorizations[0].challenges[*].type}", order, "http-01 dns-01"},
 		{"{.status.authorizations[1:].identifier}", order, "b.test"},
-		{"{.status.authorizations[5].url}", order, ""},
 		{"{.status.nothing}", order, ""},
 		{"{.spec.dnsNames}", order, `["a.test","b.test"]`},
 		{"{.spec.dnsNames[1]}", order, "b.test"},
@@ -383,7 +384,14 @@ func TestJSONPath(t *testing.T) {
 		{`{.status.conditions[?(@.type=="Ready")].status}`, cr, "True"},
 		{`{.status.conditions[?(@.type!='Ready')].type}`, cr, "Other"},
 		{`{.status.authorizations[?(@.wildcard)].identifier}`, order, "b.test"},
-		{`{.metadata[?(@.resourceVersion>40)].name}`, order, "o"},
+		{`{.status.authorizations[?(@.challenges[0].type=="http-01")].identifier}`, order, "a.test"},
+		{`{.items[?(@.metadata.resourceVersion>40)].metadata.name}`, list, "o"},
+		// What the hand-written look-alike could not do: recursive
+		// descent, unions, escaped dots.
+		{"{..identifier}", order, "a.test b.test"},
+		{"{.metadata['name','namespace']}", order, "o default"},
+		{"{.status.authorizations[*]['identifier','wildcard']}", order, "a.test b.test true"},
+		{`{.metadata.labels.acmeq\.io/x}`, cr, "y"},
 		{`{range .items[*]}{.kind}/{.metadata.name}{"\n"}{end}`, list, "Order/o\nCertificateRequest/cr\n"},
 		{`{range .status.authorizations[*]}[{.identifier}:{range .challenges[*]}{.token},{end}]{end}`, order, "[a.test:t1,t2,][b.test:]"},
 		{"{.kind}", list, "List"},
@@ -399,26 +407,32 @@ func TestJSONPath(t *testing.T) {
 			t.Errorf("%s = %q, want %q", tc.tmpl, got, tc.want)
 		}
 	}
-	for _, bad := range []string{"{.a", "{end}", "{range .a}x", "{.a[x]}", "{..a}", `{.a[?(@.b==)]}`, "{}"} {
+	for _, bad := range []string{"{.a", "{.a[x]}", `{.a[?(@.b==)]}`, "{.a[1:2:3:4]}"} {
 		if _, err := ParseJSONPath(bad); err == nil {
 			t.Errorf("ParseJSONPath(%q) succeeded, want an error", bad)
+		}
+	}
+	// kubectl parses these and fails when it evaluates them.
+	for _, bad := range []string{"{.status.authorizations[5].url}", "{end}", "{.metadata[?(@.resourceVersion>40)].name}"} {
+		if out, err := ExecuteJSONPath(bad, order); err == nil {
+			t.Errorf("ExecuteJSONPath(%q) = %q, want an error", bad, out)
 		}
 	}
 }
 
 func TestParseOutput(t *testing.T) {
-	for in, want := range map[string]Format{"": FormatTable, "wide": FormatWide, "json": FormatJSON, "yaml": FormatYAML, "jsonpath={.a}": FormatJSONPath} {
+	for in, want := range map[string]Format{"": FormatTable, "wide": FormatWide, "json": FormatJSON, "yaml": FormatYAML, "jsonpath={.a}": FormatJSONPath, "jsonpath-as-json={.a}": FormatJSONPath} {
 		o, err := ParseOutput(in)
 		if err != nil || o.Format != want {
 			t.Errorf("ParseOutput(%q) = %v, %v; want %v", in, o.Format, err, want)
 		}
 	}
-	for _, bad := range []string{"jsonpath", "xml", "jsonpath={.a"} {
+	for _, bad := range []string{"jsonpath", "jsonpath=", "jsonpath-as-json=", "xml", "jsonpath={.a"} {
 		if _, err := ParseOutput(bad); err == nil {
 			t.Errorf("ParseOutput(%q) succeeded", bad)
 		}
 	}
-	b, err := JSON(ListOf(nil))
+	b, err := JSON(ListOf[messages.Object](nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,5 +459,141 @@ func TestEventsTable(t *testing.T) {
 	}
 	if got := EventsTable(evs[:1], true, now); !strings.HasPrefix(got, "NAMESPACE   LAST SEEN   TYPE     REASON    OBJECT") {
 		t.Errorf("events -A:\n%s", got)
+	}
+}
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text":                     "plain text",
+		`quotes "stay" and \ too`:        `quotes "stay" and \ too`,
+		"héllo wörld ✓":                  "héllo wörld ✓",
+		"two\nlines":                     `two\nlines`,
+		"cr\r\nlf":                       `cr\r\nlf`,
+		"tab\there":                      `tab\there`,
+		"\x1b[2J\x1b[31mred":             `\x1b[2J\x1b[31mred`,
+		"bell\a and nul\x00":             `bell\a and nul\x00`,
+		"del\x7f":                        `del\x7f`,
+		"c1\u0085next line":              `c1\u0085next line`,
+		"bidi \u202eevil\u202c override": `bidi \u202eevil\u202c override`,
+		"bad utf-8 \xff\xfe":             `bad utf-8 \xff\xfe`,
+		"replacement \ufffd is text":     "replacement \ufffd is text",
+		"":                               "",
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestForgedOutput: what users and CAs write (labels, reasons, messages,
+// any field) cannot add lines or terminal sequences to get, describe and
+// events output; json and yaml stay exact.
+func TestForgedOutput(t *testing.T) {
+	now := time.Date(2026, 5, 15, 22, 0, 0, 0, time.UTC)
+	forged := "ok\nshop-1-2-0   valid     shop.example.test        1s\x1b[2K"
+	ch := &messages.Challenge{
+		TypeMeta: messages.TypeMeta{APIVersion: messages.APIVersion, Kind: messages.KindChallenge},
+		Metadata: messages.ObjectMeta{Name: "c", Namespace: "default", CreationTimestamp: now.Add(-time.Minute),
+			Labels: map[string]string{"team\nx": "a\rb"}},
+		Spec:   messages.ChallengeSpec{DNSName: "shop.example.test", Token: "t\tk"},
+		Status: messages.ChallengeStatus{State: messages.StatePending, Reason: forged},
+	}
+	ev := messages.Event{Type: messages.EventWarning, Reason: "Bad\nReason", Message: "line1\nline2\x1b]0;title\a",
+		InvolvedObject: messages.ObjectReference{Kind: messages.KindChallenge, Namespace: "default", Name: "c"},
+		FirstTimestamp: now.Add(-time.Second), LastTimestamp: now.Add(-time.Second), Count: 1}
+	clean := func(what, out string, lines int) {
+		t.Helper()
+		if strings.ContainsAny(out, "\x1b\r\t\a") {
+			t.Errorf("%s has raw control characters:\n%q", what, out)
+		}
+		if n := strings.Count(out, "\n"); n != lines {
+			t.Errorf("%s has %d lines, want %d:\n%s", what, n, lines, out)
+		}
+	}
+	table := Table(messages.KindChallenge, []messages.Object{ch}, true, true, now)
+	clean("get -A -o wide", table, 2)
+	if !strings.Contains(table, `ok\nshop-1-2-0   valid     shop.example.test        1s\x1b[2K`) {
+		t.Errorf("the reason is not shown escaped:\n%s", table)
+	}
+	events := EventsTable([]messages.Event{ev}, true, now)
+	clean("events", events, 2)
+	if !strings.Contains(events, `Bad\nReason`) || !strings.Contains(events, `line1\nline2\x1b]0;title\a`) {
+		t.Errorf("events table:\n%s", events)
+	}
+	desc := Describe(ch, []messages.Event{ev}, now)
+	clean("describe", desc, strings.Count(Describe(&messages.Challenge{
+		TypeMeta: ch.TypeMeta, Metadata: messages.ObjectMeta{Name: "c", Namespace: "default", CreationTimestamp: ch.Metadata.CreationTimestamp, Labels: map[string]string{"k": "v"}},
+		Spec: messages.ChallengeSpec{DNSName: "x", Token: "t"}, Status: messages.ChallengeStatus{State: messages.StatePending, Reason: "r"},
+	}, []messages.Event{{Type: messages.EventWarning, Reason: "R", Message: "m", InvolvedObject: ev.InvolvedObject, FirstTimestamp: ev.FirstTimestamp, LastTimestamp: ev.LastTimestamp, Count: 1}}, now), "\n"))
+	for _, want := range []string{`Labels:       team\nx=a\rb`, `Token:  t\tk`, `Reason:      ok\nshop-1-2-0`, `Warning  Bad\nReason  1s    acmeq  line1\nline2\x1b]0;title\a`} {
+		if !strings.Contains(desc, want) {
+			t.Errorf("describe lacks %q:\n%s", want, desc)
+		}
+	}
+	// -o json is exact: the reason comes back byte for byte.
+	b, err := JSON(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back messages.Challenge
+	if err := json.Unmarshal(b, &back); err != nil || back.Status.Reason != forged || back.Metadata.Labels["team\nx"] != "a\rb" {
+		t.Errorf("-o json changed the data: %v %q", err, back.Status.Reason)
+	}
+	y, err := YAML(ch)
+	if err != nil || !strings.Contains(string(y), `\e[2K`) {
+		t.Errorf("-o yaml does not keep the reason as data: %v\n%s", err, y)
+	}
+}
+
+// TestAlignerRemembersWidths: like kubectl's tabwriter with
+// RememberWidths, a row printed later lines up with the rows before it
+// and widens its column when it is wider.
+func TestAlignerRemembersWidths(t *testing.T) {
+	var a Aligner
+	first := a.Format([][]string{{"NAME", "READY", "AGE"}, {"shop", "True", "1s"}})
+	second := a.Format([][]string{{"s", "False", "2s"}})
+	third := a.Format([][]string{{"a-much-longer-name", "True", "3s"}})
+	fourth := a.Format([][]string{{"b", "True", "4s"}})
+	want := []string{"NAME   READY   AGE\nshop   True    1s\n", "s      False   2s\n", "a-much-longer-name   True    3s\n", "b                    True    4s\n"}
+	for i, got := range []string{first, second, third, fourth} {
+		if got != want[i] {
+			t.Errorf("batch %d = %q, want %q", i, got, want[i])
+		}
+	}
+}
+
+func TestSecretView(t *testing.T) {
+	now := time.Date(2026, 5, 15, 22, 0, 0, 0, time.UTC)
+	meta := messages.ObjectMeta{Name: "shop", Namespace: "default", CreationTimestamp: now.Add(-90 * time.Second)}
+	tls := &messages.Secret{Metadata: meta, Data: map[string][]byte{"tls.crt": []byte("sealed"), "tls.key": []byte("sealed"), "ca.crt": []byte("sealed")}}
+	key := &messages.Secret{Metadata: messages.ObjectMeta{Name: "dev-account-key", Namespace: "default", CreationTimestamp: now.Add(-time.Hour)}, Data: map[string][]byte{"tls.key": []byte("sealed")}}
+	got := Table(messages.KindSecret, []messages.Object{key, tls}, false, false, now)
+	want := "" +
+		"NAME              TYPE                DATA   AGE\n" +
+		"dev-account-key   Opaque              1      60m\n" +
+		"shop              kubernetes.io/tls   3      90s\n"
+	if got != want {
+		t.Errorf("secrets table:\n%s\nwant:\n%s", got, want)
+	}
+	s := OpenedSecret(meta, map[string][]byte{"tls.crt": []byte("-----BEGIN CERTIFICATE-----\n"), "tls.key": []byte("k")})
+	y, err := YAML(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"apiVersion: v1\n", "kind: Secret\n", "type: kubernetes.io/tls\n", "  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==\n", "  tls.key: aw==\n", "  name: shop\n"} {
+		if !strings.Contains(string(y), line) {
+			t.Errorf("secret yaml lacks %q:\n%s", line, y)
+		}
+	}
+	if out, err := ExecuteJSONPath(`{.data.tls\.crt}`, s); err != nil || out != "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==" {
+		t.Errorf(`{.data.tls\.crt} = %q, %v`, out, err)
+	}
+	o, err := ParseOutput(`jsonpath-as-json={.data.tls\.key}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := o.Write(&b, s); err != nil || b.String() != "[\n    \"aw==\"\n]\n" {
+		t.Errorf("jsonpath-as-json = %q, %v", b.String(), err)
 	}
 }
