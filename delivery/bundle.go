@@ -27,14 +27,15 @@ const (
 	FilePEM = "tls.pem"
 )
 
-// Errors about the content of a Secret; they wrap the detail.
+// Errors about the content of a Secret. They come wrapped in
+// "delivery: certificate <ns>/<name>: Secret <ns>/<name> (revision N): ...".
 var (
 	// ErrBadCertificate: the Secret's tls.crt is missing or does not parse.
-	ErrBadCertificate = errors.New("delivery: bad certificate")
+	ErrBadCertificate = errors.New("bad certificate")
 	// ErrBadKey: the Secret's tls.key is missing or does not parse.
-	ErrBadKey = errors.New("delivery: bad private key")
+	ErrBadKey = errors.New("bad private key")
 	// ErrKeyMismatch: tls.key is not the key of the leaf in tls.crt.
-	ErrKeyMismatch = errors.New("delivery: private key does not match the certificate")
+	ErrKeyMismatch = errors.New("private key does not match the certificate")
 )
 
 // bundle is one version of a certificate's files, checked: the key is the

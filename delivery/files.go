@@ -24,8 +24,9 @@ import (
 // with another certificate's.
 
 // ErrNotManaged: Dir/<namespace>/<name> exists but is not a symlink the
-// agent wrote; it is left alone.
-var ErrNotManaged = errors.New("delivery: not managed by acmeq sync")
+// agent wrote; it is left alone. Like the other errors of a certificate's
+// write, it comes wrapped in "delivery: certificate <ns>/<name>: ...".
+var ErrNotManaged = errors.New("not managed by acmeq sync")
 
 // testHook, when set (tests only), is called at each step of a write, so a
 // test can kill the process there.
@@ -53,7 +54,7 @@ func (w *writer) current(ns, name string) (string, error) {
 		if fi, serr := os.Lstat(link); serr == nil && fi.Mode()&fs.ModeSymlink == 0 {
 			return "", fmt.Errorf("%w: %s exists and is not a symlink; move it away to let the agent write there", ErrNotManaged, link)
 		}
-		return "", fmt.Errorf("delivery: read %s: %w", link, err)
+		return "", fmt.Errorf("read %s: %w", link, err)
 	}
 	prefix := "." + name + "."
 	if !strings.HasPrefix(target, prefix) || strings.Contains(target, "/") {
@@ -92,7 +93,7 @@ func (w *writer) write(ns, name string, b *bundle) (changed bool, err error) {
 			target = b.version + "-" + randomSuffix()
 			verDir = filepath.Join(nsDir, versionName(name, target))
 		} else if err := os.RemoveAll(verDir); err != nil {
-			return false, fmt.Errorf("delivery: remove incomplete %s: %w", verDir, err)
+			return false, fmt.Errorf("remove incomplete %s: %w", verDir, err)
 		}
 		if err := writeVersion(nsDir, name, verDir, b); err != nil {
 			return false, err
@@ -101,11 +102,11 @@ func (w *writer) write(ns, name string, b *bundle) (changed bool, err error) {
 	hook("version")
 	tmpLink := filepath.Join(nsDir, "."+name+".link-"+randomSuffix())
 	if err := os.Symlink(versionName(name, target), tmpLink); err != nil {
-		return false, fmt.Errorf("delivery: write %s: %w", tmpLink, err)
+		return false, fmt.Errorf("write %s: %w", tmpLink, err)
 	}
 	if err := os.Rename(tmpLink, filepath.Join(nsDir, name)); err != nil {
 		_ = os.Remove(tmpLink)
-		return false, fmt.Errorf("delivery: switch %s to the new version: %w", filepath.Join(nsDir, name), err)
+		return false, fmt.Errorf("switch %s to the new version: %w", filepath.Join(nsDir, name), err)
 	}
 	if err := syncDir(nsDir); err != nil {
 		return true, err
@@ -120,7 +121,7 @@ func (w *writer) write(ns, name string, b *bundle) (changed bool, err error) {
 func writeVersion(nsDir, name, verDir string, b *bundle) error {
 	tmp, err := os.MkdirTemp(nsDir, "."+name+".tmp-")
 	if err != nil {
-		return fmt.Errorf("delivery: write certificate %s: %w", filepath.Join(nsDir, name), err)
+		return fmt.Errorf("write certificate %s: %w", filepath.Join(nsDir, name), err)
 	}
 	ok := false
 	defer func() {
@@ -129,7 +130,7 @@ func writeVersion(nsDir, name, verDir string, b *bundle) error {
 		}
 	}()
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("delivery: %w", err)
+		return err
 	}
 	for i, f := range b.files() {
 		if err := writeFile(filepath.Join(tmp, f.name), f.data, fs.FileMode(f.perm), i == 0); err != nil {
@@ -141,7 +142,7 @@ func writeVersion(nsDir, name, verDir string, b *bundle) error {
 	}
 	hook("files")
 	if err := os.Rename(tmp, verDir); err != nil {
-		return fmt.Errorf("delivery: write certificate %s: %w", verDir, err)
+		return fmt.Errorf("write certificate %s: %w", verDir, err)
 	}
 	ok = true
 	return syncDir(nsDir)
@@ -152,29 +153,29 @@ func writeVersion(nsDir, name, verDir string, b *bundle) error {
 func writeFile(path string, data []byte, perm fs.FileMode, pause bool) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return fmt.Errorf("delivery: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("delivery: write %s: %w", path, cerr)
+			err = fmt.Errorf("write %s: %w", path, cerr)
 		}
 	}()
 	// The umask may have narrowed perm: set it exactly.
 	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("delivery: chmod %s: %w", path, err)
+		return fmt.Errorf("chmod %s: %w", path, err)
 	}
 	half := len(data) / 2
 	if _, err := f.Write(data[:half]); err != nil {
-		return fmt.Errorf("delivery: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if pause {
 		hook("partial")
 	}
 	if _, err := f.Write(data[half:]); err != nil {
-		return fmt.Errorf("delivery: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("delivery: fsync %s: %w", path, err)
+		return fmt.Errorf("fsync %s: %w", path, err)
 	}
 	return nil
 }
@@ -231,7 +232,7 @@ func (w *writer) remove(ns, name string) (bool, error) {
 	// The symlink goes first: a reader never finds it pointing at a
 	// half-removed version.
 	if err := os.Remove(filepath.Join(nsDir, name)); err != nil {
-		return false, fmt.Errorf("delivery: prune %s: %w", filepath.Join(nsDir, name), err)
+		return false, fmt.Errorf("prune %s: %w", filepath.Join(nsDir, name), err)
 	}
 	if err := syncDir(nsDir); err != nil {
 		return true, err
@@ -248,7 +249,7 @@ func (w *writer) managed(ns string) ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("delivery: %w", err)
+		return nil, err
 	}
 	var out []string
 	for _, e := range entries {
@@ -291,7 +292,7 @@ func mkdirSynced(dir string) error {
 		return err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("delivery: create %s: %w", dir, err)
+		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	return syncDir(filepath.Dir(dir))
 }
@@ -301,11 +302,11 @@ func mkdirSynced(dir string) error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("delivery: fsync %s: %w", dir, err)
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("delivery: fsync %s: %w", dir, err)
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }
