@@ -45,6 +45,8 @@ const (
 	ReasonDoesNotExist = "DoesNotExist"
 	ReasonFailed       = "Failed"
 	ReasonReady        = "Ready"
+	// ReasonRevoked: the current certificate was revoked at the CA.
+	ReasonRevoked = "Revoked"
 
 	// CertificateRequest.
 	ReasonOrderCreated = "OrderCreated"
