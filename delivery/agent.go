@@ -48,7 +48,7 @@ type Agent struct {
 	pending map[string]*change         // Certificate key -> what to do at the next flush
 	failing map[string]error           // Certificate key -> why its files are not current
 	expiry  map[string]time.Time       // Certificate key -> notAfter of its files on disk
-	changed []string                   // "ns/name" changed on disk since the hook last succeeded
+	changed map[string]bool            // "ns/name" changed on disk since the hook last succeeded
 	hookErr error                      // the last hook run failed
 	ready   bool                       // the Secret watch has delivered its initial values
 	batch   time.Time                  // first change of the pending batch
@@ -111,6 +111,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.pending = map[string]*change{}
 	a.failing = map[string]error{}
 	a.expiry = map[string]time.Time{}
+	a.changed = map[string]bool{}
 	a.ready = false
 
 	// Certificates first: once they are known, the Secret watch's initial
@@ -439,7 +440,7 @@ func (a *Agent) writePending() []error {
 			}
 			delete(a.failing, key)
 			if removed {
-				a.changed = append(a.changed, r)
+				a.changed[r] = true
 			}
 		case p.entry == nil:
 			c := a.certs[key]
@@ -499,7 +500,7 @@ func (a *Agent) writeEntry(key string, e jetstream.KeyValueEntry) error {
 	if changed {
 		a.written++
 		a.m.synced.Inc()
-		a.changed = append(a.changed, ns+"/"+name)
+		a.changed[ns+"/"+name] = true
 		a.log.Info("wrote certificate", "certificate", ns+"/"+name, "serial", serialHex(b.leaf), "dnsNames", b.leaf.DNSNames, "notAfter", b.leaf.NotAfter.UTC(), "dir", filepath.Join(a.cfg.Dir, ns, name))
 	}
 	return nil
@@ -511,19 +512,26 @@ func (a *Agent) flush(ctx context.Context) []error {
 	errs := a.writePending()
 	if a.cfg.Exec != "" && (len(a.changed) > 0 || a.hookErr != nil) {
 		a.m.hookRuns.Inc()
-		env := []string{"ACMEQ_SYNC_DIR=" + a.cfg.Dir, "ACMEQ_SYNC_CHANGED=" + strings.Join(a.changed, " ")}
+		changed := slices.Sorted(maps.Keys(a.changed))
+		list := strings.Join(changed, " ")
+		if len(list) > maxChangedEnv {
+			// More than an environment variable can hold (Linux caps one
+			// at 128 KiB): the hook is told that many changed.
+			list = "*"
+		}
+		env := []string{"ACMEQ_SYNC_DIR=" + a.cfg.Dir, "ACMEQ_SYNC_CHANGED=" + list}
 		err := runHook(ctx, a.cfg.Exec, a.cfg.ExecTimeout, env)
 		if err != nil {
 			a.m.hookFailures.Inc()
-			a.log.Error("reload hook failed; it runs again at the next change or retry", "changed", a.changed, "err", err)
+			a.log.Error("reload hook failed; it runs again at the next change or retry", "changed", len(changed), "err", err)
 			errs = append(errs, err)
 		} else {
-			a.log.Info("reload hook ran", "command", a.cfg.Exec, "changed", a.changed)
-			a.changed = nil
+			a.log.Info("reload hook ran", "command", a.cfg.Exec, "changed", logList(changed))
+			clear(a.changed)
 		}
 		a.hookErr = err
 	} else if a.cfg.Exec == "" {
-		a.changed = nil
+		clear(a.changed)
 	}
 	a.m.held.Set(float64(len(a.expiry)))
 	a.m.failing.Set(float64(len(a.failing)))
@@ -542,6 +550,17 @@ func (a *Agent) flush(ctx context.Context) []error {
 		a.m.lastSync.Set(float64(a.cfg.Now().Unix()))
 	}
 	return errs
+}
+
+// maxChangedEnv bounds ACMEQ_SYNC_CHANGED; a longer list is passed as "*".
+const maxChangedEnv = 64 << 10
+
+// logList shortens a long list of certificates for a log line.
+func logList(l []string) any {
+	if len(l) > 20 {
+		return fmt.Sprintf("%s ... (%d certificates)", strings.Join(l[:20], " "), len(l))
+	}
+	return l
 }
 
 // schedule arms the batch timer after a change: Debounce after the last

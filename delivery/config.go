@@ -57,7 +57,8 @@ type Config struct {
 	// Exec is a shell command (run with /bin/sh -c) run once after each
 	// batch of changes, e.g. "nginx -s reload". It sees ACMEQ_SYNC_DIR and
 	// ACMEQ_SYNC_CHANGED (the changed certificates as namespace/name,
-	// space-separated) in its environment. Defaults to none.
+	// space-separated and sorted; "*" when the list would exceed 64 KiB)
+	// in its environment. Defaults to none.
 	Exec string
 	// ExecTimeout bounds one run of Exec; a hook still running then is
 	// killed with its process group and counts as failed. Defaults to
