@@ -32,10 +32,14 @@ func TestConfigValidate(t *testing.T) {
 		{"bad selector", Config{Dir: "/x", LabelSelector: "a in b"}, "LabelSelector (-l)"},
 		{"selector", Config{Dir: "/x", LabelSelector: "env=prod,tier in (edge,cdn),!canary"}, ""},
 		{"negative timeout", Config{Dir: "/x", ExecTimeout: -time.Second}, "ExecTimeout (--exec-timeout)"},
+		{"negative debounce", Config{Dir: "/x", Debounce: -time.Second}, "Debounce (--debounce)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
+			if _, nerr := New(nil, nil, tt.cfg); tt.want != "" && !errors.Is(nerr, ErrConfig) {
+				t.Errorf("New accepted what Validate refuses: %v", nerr)
+			}
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Validate() = %v", err)

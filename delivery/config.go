@@ -94,13 +94,13 @@ func (c *Config) defaults() {
 	if c.Namespace == "" && !c.AllNamespaces {
 		c.Namespace = NamespaceDefault
 	}
-	if c.ExecTimeout <= 0 {
+	if c.ExecTimeout == 0 {
 		c.ExecTimeout = ExecTimeoutDefault
 	}
-	if c.Debounce <= 0 {
+	if c.Debounce == 0 {
 		c.Debounce = DebounceDefault
 	}
-	if c.RetryInterval <= 0 {
+	if c.RetryInterval == 0 {
 		c.RetryInterval = RetryIntervalDefault
 	}
 	if c.Logger == nil {
