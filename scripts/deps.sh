@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what Go cannot fetch: redis-server (the scheduler's store in the
-# dev stack and the tests) and BIND9 (named, for the RFC 2136 tests).
+# dev stack and the tests), BIND9 (named, for the RFC 2136 tests), nginx
+# (the edge server of the delivery tests) and python3 (the example event
+# consumer in examples/events-python).
 # Debian/Ubuntu packages; needs root or sudo when something is missing.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v named >/dev/null 2>&1 || need+=(bind9 bind9-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -26,4 +30,4 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The packages start system services we do not use: the tests start their own.
-$sudo systemctl disable --now redis-server named >/dev/null 2>&1 || true
+$sudo systemctl disable --now redis-server named nginx >/dev/null 2>&1 || true
