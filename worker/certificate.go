@@ -575,20 +575,24 @@ func (r *certRun) cleanUpAfterIssue(ctx context.Context, rev int) {
 // chain. The Order's challenges were removed when it became final; one
 // still working removes itself when done (see the challenge reconciler).
 func (w *Worker) deleteRequest(ctx context.Context, cr *messages.CertificateRequest) error {
+	return deleteRequest(ctx, w.store, cr)
+}
+
+func deleteRequest(ctx context.Context, st *store.Store, cr *messages.CertificateRequest) error {
 	ns := cr.Metadata.Namespace
 	if spec, err := orderSpecFor(cr); err == nil {
-		if err := w.store.Delete(ctx, messages.KindOrder, ns, OrderName(cr.Metadata.Name, spec)); err != nil {
+		if err := st.Delete(ctx, messages.KindOrder, ns, OrderName(cr.Metadata.Name, spec)); err != nil {
 			return err
 		}
 	}
 	crRef := messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name}
-	if err := w.store.Delete(ctx, messages.KindSecret, ns, cr.Metadata.Name); err != nil {
+	if err := st.Delete(ctx, messages.KindSecret, ns, cr.Metadata.Name); err != nil {
 		return err
 	}
-	if err := w.store.ReleaseSecret(ctx, ns, cr.Metadata.Name, crRef); err != nil {
+	if err := st.ReleaseSecret(ctx, ns, cr.Metadata.Name, crRef); err != nil {
 		return err
 	}
-	return w.store.Delete(ctx, messages.KindCertificateRequest, ns, cr.Metadata.Name)
+	return st.Delete(ctx, messages.KindCertificateRequest, ns, cr.Metadata.Name)
 }
 
 // putOwnedSecret claims a Secret for owner and writes it; a Secret of

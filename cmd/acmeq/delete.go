@@ -15,6 +15,8 @@ import (
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
+	"github.com/acmeq/acmeq/producer"
+	"github.com/acmeq/acmeq/worker"
 )
 
 // deleteWaitDefault bounds how long `delete order` waits for the new
@@ -27,6 +29,8 @@ type deleteOptions struct {
 	wait             time.Duration
 	force            bool
 	deleteAccountKey bool
+	revoke           bool
+	reason           string
 }
 
 func newDeleteCmd() *cobra.Command {
@@ -39,8 +43,12 @@ func newDeleteCmd() *cobra.Command {
   order NAME        retries the order: its Challenges and the Order go, and
                     its CertificateRequest creates a new ACME order under
                     the same name, also when the request had failed.
-  certificate NAME  stops managing the certificate: its Secret is kept, its
-                    CertificateRequests and Orders remain for history.
+  certificate NAME  stops managing the certificate: its Secret is kept (and
+                    adopted by a Certificate of the same name applied
+                    again); its CertificateRequests, Orders and renewal
+                    schedule go. --revoke first revokes its current
+                    certificate at the CA (--reason, default
+                    cessationOfOperation).
   issuer NAME       removes the Issuer. Refused while Certificates in its
                     namespace refer to it (they would wait for it for
                     ever), unless --force. Its ACME account key Secret is
@@ -81,7 +89,16 @@ func newDeleteCmd() *cobra.Command {
 			defer nc.Close()
 			switch kind {
 			case messages.KindCertificate:
-				return deleteCertificate(ctx, out, errOut, st, o.namespace, name)
+				if o.revoke {
+					p := producer.New(st, bus.New(js, "acmeq-cli"))
+					if _, err := revokeAndWait(ctx, p, st, o.namespace, name, o.reason, max(o.wait, revokeWaitDefault)); err != nil {
+						if errors.Is(err, store.ErrNotFound) {
+							return notFound(errOut, messages.KindCertificate, name, err)
+						}
+						return fmt.Errorf("not deleted: %w", err)
+					}
+				}
+				return deleteCertificate(ctx, out, errOut, st, js, o.namespace, name)
 			case messages.KindIssuer:
 				return deleteIssuer(ctx, out, errOut, st, o.namespace, name, o.force, o.deleteAccountKey)
 			}
@@ -93,6 +110,8 @@ func newDeleteCmd() *cobra.Command {
 	fs.DurationVar(&o.wait, "wait", deleteWaitDefault, "delete order: how long to wait for the new Order (0: do not wait)")
 	fs.BoolVar(&o.force, "force", false, "delete issuer: even while Certificates refer to it")
 	fs.BoolVar(&o.deleteAccountKey, "delete-account-key", false, "delete issuer: also delete the ACME account key Secret it created")
+	fs.BoolVar(&o.revoke, "revoke", false, "delete certificate: first revoke its current certificate at the CA")
+	fs.StringVar(&o.reason, "reason", "cessationOfOperation", "delete certificate --revoke: the RFC 5280 revocation reason")
 	return cmd
 }
 
@@ -285,19 +304,15 @@ func deleteIssuer(ctx context.Context, out, errOut io.Writer, st *store.Store, n
 // deleteCertificate stops managing a Certificate: it is deleted; its
 // Secret is kept (as cert-manager keeps it), and its CertificateRequests
 // and Orders remain for history.
-func deleteCertificate(ctx context.Context, out, errOut io.Writer, st *store.Store, ns, name string) error {
-	cert := &messages.Certificate{}
-	if err := st.Get(ctx, ns, name, cert); err != nil {
-		return notFound(errOut, messages.KindCertificate, name, err)
-	}
-	if err := st.Delete(ctx, messages.KindCertificate, ns, name); err != nil {
+func deleteCertificate(ctx context.Context, out, errOut io.Writer, st *store.Store, js jetstream.JetStream, ns, name string) error {
+	secret, err := worker.DeleteCertificate(ctx, st, js, ns, name)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound(errOut, messages.KindCertificate, name, err)
+		}
 		return err
 	}
-	secret := cert.Spec.SecretName
-	if secret == "" {
-		secret = name
-	}
 	fmt.Fprintf(out, "certificate.cert-manager.io %q deleted\n", name)
-	fmt.Fprintf(out, "acmeq no longer manages it: its Secret %q is kept, and its CertificateRequests and Orders remain for history\n", secret)
+	fmt.Fprintf(out, "acmeq no longer manages it: its Secret %q is kept; its CertificateRequests, Orders and renewal schedule were removed\n", secret)
 	return nil
 }

@@ -27,8 +27,9 @@ type devOptions struct {
 	workers int
 	timeout time.Duration
 	verbose bool
-	dir     string
-	dns01   bool
+	dir      string
+	dns01    bool
+	validity time.Duration
 }
 
 func newDevCmd() *cobra.Command {
@@ -43,7 +44,8 @@ writes them under --out and exits (non-zero if any failed); without, it
 keeps running and prints the export lines that let another terminal use
 the CLI against it.`,
 		Example: `  acmeq dev --certificates 20 --out certs
-  acmeq dev --dns01`,
+  acmeq dev --dns01
+  acmeq dev --cert-validity 60s    # then: acmeq describe certificate NAME, its revision rises`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.n < 0 {
@@ -51,6 +53,9 @@ the CLI against it.`,
 			}
 			if o.workers < 1 {
 				return usagef(cmd, "--workers must be at least 1")
+			}
+			if o.validity != 0 && o.validity < 10*time.Second {
+				return usagef(cmd, "--cert-validity must be at least 10s, got %s", o.validity)
 			}
 			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
@@ -63,6 +68,7 @@ the CLI against it.`,
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log the workers' activity to stderr")
 	fs.StringVar(&o.dir, "data", "", "data directory for NATS and Redis (default: a temporary directory)")
 	fs.BoolVar(&o.dns01, "dns01", false, "also run BIND for the zone dns.test and an issuer \"dev-dns\" solving DNS-01 by RFC 2136")
+	fs.DurationVar(&o.validity, "cert-validity", 0, "Pebble issues certificates valid this long (e.g. 60s, to watch renewals; default Pebble's)")
 	return cmd
 }
 
@@ -81,7 +87,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer, o devOptions) error {
 		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	fmt.Fprintf(stderr, "acmeq dev: starting NATS, redis-server, Pebble, the HTTP-01 responder and %d workers...\n", o.workers)
-	env, err := dev.Start(ctx, dev.Options{Dir: data, Workers: o.workers, Logger: logger, DNS01: o.dns01})
+	env, err := dev.Start(ctx, dev.Options{Dir: data, Workers: o.workers, Logger: logger, DNS01: o.dns01, CertValidity: o.validity})
 	if err != nil {
 		return err
 	}

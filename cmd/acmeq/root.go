@@ -83,10 +83,12 @@ func newRootCmd() *cobra.Command {
 	for _, f := range extraCommands {
 		root.AddCommand(f())
 	}
-	root.AddCommand(newApplyCmd(), newRequestCmd(), newGetCmd(), newDescribeCmd(), newEventsCmd(), newCreateCmd(), newDeleteCmd(), newVersionCmd())
+	root.AddCommand(newSyncCmd())
+	root.AddCommand(newApplyCmd(), newRequestCmd(), newGetCmd(), newDescribeCmd(), newEventsCmd(), newCreateCmd(), newDeleteCmd(),
+		newRenewCmd(), newRevokeCmd(), newVersionCmd())
 	for _, c := range root.Commands() {
 		switch c.Name() {
-		case "worker", "http01", "dev", "bench":
+		case "worker", "http01", "sync", "dev", "bench":
 			c.GroupID = "run"
 		case "version":
 		default:

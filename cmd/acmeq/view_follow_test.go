@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/dev"
 	"github.com/acmeq/acmeq/internal/store"
@@ -347,11 +349,11 @@ func TestFollowWatchAndDelete(t *testing.T) {
 
 	t.Run("delete certificate", func(t *testing.T) {
 		var out bytes.Buffer
-		if err := deleteCertificate(ctx, &out, io.Discard, env.Store, ns, "demo-1"); err != nil {
+		if err := deleteCertificate(ctx, &out, io.Discard, env.Store, env.JS, ns, "demo-1"); err != nil {
 			t.Fatal(err)
 		}
 		want := `certificate.cert-manager.io "demo-1" deleted` + "\n" +
-			`acmeq no longer manages it: its Secret "demo-1" is kept, and its CertificateRequests and Orders remain for history` + "\n"
+			`acmeq no longer manages it: its Secret "demo-1" is kept; its CertificateRequests, Orders and renewal schedule were removed` + "\n"
 		if out.String() != want {
 			t.Errorf("delete certificate printed:\n%s\nwant:\n%s", out.String(), want)
 		}
@@ -361,8 +363,26 @@ func TestFollowWatchAndDelete(t *testing.T) {
 		if data, err := env.Store.GetSecret(ctx, ns, "demo-1"); err != nil || len(data[messages.SecretTLSCert]) == 0 {
 			t.Errorf("secret after delete: %v", err)
 		}
-		if err := env.Store.Get(ctx, ns, "demo-1-1", &messages.CertificateRequest{}); err != nil {
-			t.Errorf("certificate request after delete: %v", err)
+		if err := env.Store.Get(ctx, ns, "demo-1-1", &messages.CertificateRequest{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("certificate request after delete: %v, want it removed", err)
+		}
+		// Released: a Certificate of the same name applied again adopts
+		// the Secret; another cannot take it.
+		other := messages.ObjectReference{Kind: messages.KindCertificate, Namespace: ns, Name: "someone-else"}
+		if err := env.Store.ClaimSecret(ctx, ns, "demo-1", other); !errors.Is(err, store.ErrOwned) {
+			t.Errorf("another Certificate claims the kept Secret: %v, want ErrOwned", err)
+		}
+		same := messages.ObjectReference{Kind: messages.KindCertificate, Namespace: ns, Name: "demo-1"}
+		if err := env.Store.ClaimSecret(ctx, ns, "demo-1", same); err != nil {
+			t.Errorf("a Certificate of the same name cannot adopt its Secret: %v", err)
+		}
+		s, err := env.JS.Stream(ctx, messages.WorkStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(messages.ScheduleSubject(messages.KindCertificate, ns, "demo-1")))
+		if err != nil || len(info.State.Subjects) != 0 {
+			t.Errorf("renewal schedule after delete: %v, %v; want none", info.State.Subjects, err)
 		}
 	})
 }
