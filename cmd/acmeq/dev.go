@@ -22,11 +22,11 @@ func init() { extraCommands = append(extraCommands, newDevCmd) }
 
 // devOptions are the flags of `acmeq dev`.
 type devOptions struct {
-	n       int
-	out     string
-	workers int
-	timeout time.Duration
-	verbose bool
+	n        int
+	out      string
+	workers  int
+	timeout  time.Duration
+	verbose  bool
 	dir      string
 	dns01    bool
 	validity time.Duration

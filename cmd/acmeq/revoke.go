@@ -117,4 +117,3 @@ func revokeAndWait(ctx context.Context, p *producer.Client, st *store.Store, ns,
 		}
 	}
 }
-
