@@ -32,6 +32,10 @@ type ACMEIssuer struct {
 	// Solvers lists the challenge solvers; the first whose selector matches
 	// a name is used. Empty means one HTTP-01 solver.
 	Solvers []ACMESolver `json:"solvers,omitempty"`
+	// RateLimits are the CA's rate limits the fleet keeps within (see
+	// RateLimits). Defaults to the letsencrypt preset for Let's Encrypt's
+	// production server and to none for any other.
+	RateLimits *RateLimits `json:"rateLimits,omitempty"`
 }
 
 // SecretRef names a Secret in the Issuer's namespace.

@@ -293,6 +293,7 @@ func ValidateIssuer(i *messages.Issuer) error {
 	if a.CABundle != "" {
 		add(validateCABundle(a.CABundle))
 	}
+	errs = append(errs, validateRateLimits("spec.acme.rateLimits", a.RateLimits)...)
 	for n, s := range a.Solvers {
 		field := fmt.Sprintf("spec.acme.solvers[%d]", n)
 		if (s.HTTP01 == nil) == (s.DNS01 == nil) {
