@@ -961,3 +961,68 @@ func TestBudgetRaisedLimit(t *testing.T) {
 		t.Fatal("b's grant was not there to claim")
 	}
 }
+
+// BenchmarkBudget measures the budget scripts on a private redis-server:
+// a Take that is granted (a 2-name order: 5 budgets), a Take that joins a
+// queue of 10,000, and Serve per grant with a queue of b.N (one call
+// grants up to ServeMax).
+func BenchmarkBudget(b *testing.B) {
+	rdb, _ := setup(b)
+	ctx := context.Background()
+	big := messages.LetsEncryptRateLimits
+	big.NewOrdersPerAccount = lim(100_000_000, time.Hour)
+	big.CertificatesPerRegisteredDomain = lim(100_000_000, time.Hour)
+	big.DuplicateCertificates = lim(100_000_000, time.Hour)
+	b.Run("take-granted", func(b *testing.B) {
+		bu := newBudgets(b, rdb, BudgetConfig{Prefix: "{acmeqbench-take}:"})
+		for i := 0; b.Loop(); i++ {
+			name := fmt.Sprintf("o%08d", i)
+			d, err := bu.Take(ctx, orderReq("ns", name, int64(i), big, name+".example.com", "www."+name+".example.com"))
+			if err != nil || !d.Granted {
+				b.Fatalf("take: %v %+v", err, d.Wait)
+			}
+		}
+	})
+	b.Run("take-wait-queue-10k", func(b *testing.B) {
+		bu := newBudgets(b, rdb, BudgetConfig{Prefix: "{acmeqbench-wait}:"})
+		l := onlyOrders(1, time.Hour)
+		for i := range 10_000 {
+			mustTake(b, ctx, bu, orderReq(fmt.Sprintf("ns%d", i%10), fmt.Sprintf("q%05d", i), int64(i), l))
+		}
+		for i := 0; b.Loop(); i++ {
+			d, err := bu.Take(ctx, orderReq(fmt.Sprintf("ns%d", i%10), fmt.Sprintf("w%08d", i), int64(20_000+i), l))
+			if err != nil || d.Granted {
+				b.Fatalf("take: %v granted=%v", err, d.Granted)
+			}
+		}
+	})
+	run := 0
+	b.Run("serve-per-grant", func(b *testing.B) {
+		run++ // IDs differ between runs: a grant of the last run is still unclaimed
+		bu := newBudgets(b, rdb, BudgetConfig{Prefix: "{acmeqbench-serve}:"})
+		l := Limits{Preset: messages.RateLimitPresetNone}
+		ref := orderReq("ns", "x", 0, l).Needs[0].Ref
+		if _, err := bu.Pause(ctx, ref, time.Hour, Limit{}); err != nil {
+			b.Fatal(err)
+		}
+		n := b.N
+		for i := range n {
+			if d := mustTake(b, ctx, bu, orderReq(fmt.Sprintf("ns%d", i%10), fmt.Sprintf("s%d-%08d", run, i), int64(i), l)); d.Granted {
+				b.Fatal("granted during the pause")
+			}
+		}
+		// End the pause by hand: the unlimited budget then lets all through.
+		if err := rdb.HSet(ctx, bu.cfg.Prefix+"b:"+ref.ID(), "pause", 0).Err(); err != nil {
+			b.Fatal(err)
+		}
+		if err := rdb.ZAdd(ctx, bu.cfg.Prefix+"bwait", redis.Z{Score: 0, Member: ref.ID()}).Err(); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		granted := 0
+		for granted < n {
+			r := mustServe(b, ctx, bu)
+			granted += len(r.Granted)
+		}
+	})
+}
