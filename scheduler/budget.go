@@ -579,9 +579,11 @@ func toStr(v any) string { s, _ := v.(string); return s }
 // Take takes all the budgets req needs, or none: it is granted (at once,
 // or because Serve granted it while it waited), or it waits, in which
 // case Serve grants it when its turn comes and the caller should come back
-// at Wait.RetryAt at the latest. Calling Take again while waiting keeps
-// the request's place (and updates its limits). An exempt request is
-// granted without a Redis call.
+// at Wait.RetryAt at the latest. When Wait.At is not after Decision.Now,
+// the budget could serve at once and only its queue holds the request
+// back: call Serve. Calling Take again while waiting keeps the request's
+// place (and updates its limits). An exempt request is granted without a
+// Redis call.
 func (b *Budgets) Take(ctx context.Context, req Request) (Decision, error) {
 	if req.Exempt {
 		b.Stats.Exempt.Add(1)
@@ -743,8 +745,8 @@ func (b *Budgets) Pause(ctx context.Context, ref BudgetRef, retryAfter time.Dura
 
 // BudgetStatus is one budget as describe and metrics show it.
 type BudgetStatus struct {
-	// Budget, with its effective limit; Budget.Key and Budget.CA are
-	// empty (the ID carries the scope).
+	// Budget, with its effective limit. Per-account budgets carry their
+	// Account (filter on it to show one Issuer's), per-CA ones their CA.
 	Budget BudgetRef
 	// ID is the budget's ID.
 	ID string
@@ -794,7 +796,7 @@ func (b *Budgets) Status(ctx context.Context, directoryURL string, max int) (Bud
 		r := res[i : i+fields]
 		st := BudgetStatus{
 			ID:          toStr(r[0]),
-			Budget:      BudgetRef{Kind: Kind(toStr(r[1])), Label: toStr(r[2])},
+			Budget:      refOf(toStr(r[0]), toStr(r[2])),
 			Configured:  Limit{Count: int(toInt(r[3])), Period: time.Duration(toInt(r[4])) * time.Millisecond},
 			Waiting:     toInt(r[9]),
 			RateLimited: toInt(r[10]),
@@ -810,6 +812,21 @@ func (b *Budgets) Status(ctx context.Context, directoryURL string, max int) (Bud
 		out.Budgets = append(out.Budgets, st)
 	}
 	return out, nil
+}
+
+// refOf rebuilds a BudgetRef (without its limit) from its ID.
+func refOf(id, label string) BudgetRef {
+	parts := strings.SplitN(id, "|", 3)
+	if len(parts) != 3 {
+		return BudgetRef{Label: label}
+	}
+	r := BudgetRef{Kind: Kind(parts[0]), Key: parts[2], Label: label}
+	if r.Kind.perAccount() {
+		r.Account = parts[1]
+	} else {
+		r.CA = parts[1]
+	}
+	return r
 }
 
 // level computes a GCRA bucket's units left at now, when the next one

@@ -276,7 +276,7 @@ func TestBudgetTakeUntilSpent(t *testing.T) {
 		t.Fatalf("4th take = %+v, want a wait", d)
 	}
 	w := d.Wait
-	if w.Budget.Kind != KindNewOrders || w.Budget.Limit != (lim(3, time.Hour)) || w.Waiting != 1 {
+	if w.Budget.Kind != KindNewOrders || w.Budget.Limit != lim(3, time.Hour) || w.Waiting != 1 {
 		t.Fatalf("wait = %+v", w)
 	}
 	// The first unit refills 20 min after the first take.
@@ -303,7 +303,8 @@ func TestBudgetTakeUntilSpent(t *testing.T) {
 	}
 
 	st := statusOf(t, mustStatus(t, ctx, b), KindNewOrders, testAccount)
-	if st.Level != 0 || st.Waiting != 2 || st.Budget.Limit != (lim(3, time.Hour)) || st.Configured != st.Budget.Limit {
+	if st.Level != 0 || st.Waiting != 2 || st.Budget.Limit != lim(3, time.Hour) || st.Configured != st.Budget.Limit ||
+		st.Budget.Account != testAccount || st.Budget.CA != "" || st.ID != orderReq("ns", "x", 0, l).Needs[0].Ref.ID() {
 		t.Fatalf("status = %+v", st)
 	}
 	if !st.NextRefill.Equal(w.At.Truncate(time.Microsecond)) && st.NextRefill.Sub(w.At).Abs() > time.Millisecond {
@@ -346,7 +347,7 @@ func TestBudgetAllOrNothing(t *testing.T) {
 	if st := statusOf(t, o, KindNewOrders, ""); st.Level != 9 {
 		t.Fatalf("new-order budget level %d, want 9: the waiting order took nothing", st.Level)
 	}
-	if st := statusOf(t, o, KindCertificatesPerDomain, "example.com"); st.Level != 0 || st.Waiting != 1 {
+	if st := statusOf(t, o, KindCertificatesPerDomain, "example.com"); st.Level != 0 || st.Waiting != 1 || st.Budget.CA != "ca.test" || st.Budget.Key != "example.com" {
 		t.Fatalf("domain budget = %+v", st)
 	}
 	// Another registered domain is not held back.
@@ -544,7 +545,7 @@ func TestBudgetPause(t *testing.T) {
 		waits = append(waits, d.Wait)
 	}
 	w := waits[0]
-	if !w.PausedUntil.Equal(until) || w.Budget.Limit != (lim(10, 3*time.Second)) {
+	if !w.PausedUntil.Equal(until) || w.Budget.Limit != lim(10, 3*time.Second) {
 		t.Fatalf("wait = %+v, want paused until %v at the CA's 10 per 3s", w, until)
 	}
 	if got := until.Sub(waits[0].At); got.Abs() > time.Millisecond {
