@@ -40,6 +40,10 @@ type ACMEIssuer struct {
 	// whose root (or topmost certificate) has this subject common name, as
 	// cert-manager. Empty or no match keeps the CA's default chain.
 	PreferredChain string `json:"preferredChain,omitempty"`
+	// RateLimits are the CA's rate limits the fleet keeps within (see
+	// RateLimits). Defaults to the letsencrypt preset for Let's Encrypt's
+	// production server and to none for any other.
+	RateLimits *RateLimits `json:"rateLimits,omitempty"`
 }
 
 // SecretRef names a Secret in the Issuer's namespace.

@@ -554,6 +554,7 @@ func ValidateIssuer(i *messages.Issuer) error {
 	if len(a.Solvers) == 0 {
 		add(errors.New("spec.acme.solvers: at least one solver is required (SetDefaults gives an Issuer without solvers one http01 solver)"))
 	}
+	errs = append(errs, validateRateLimits("spec.acme.rateLimits", a.RateLimits)...)
 	for n, s := range a.Solvers {
 		field := fmt.Sprintf("spec.acme.solvers[%d]", n)
 		if (s.HTTP01 == nil) == (s.DNS01 == nil) {

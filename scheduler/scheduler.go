@@ -15,6 +15,15 @@
 // the backlog. All keys share the hash tag {acmeq} so the scripts run on
 // Redis Cluster.
 //
+// Budgets (budget.go) keep the fleet within the CA's rate limits, one
+// leaky bucket per limit and key (an account's new orders, a registered
+// domain's certificates, ...), all taken by a new order in one script or
+// none. Their fairness rule is the scheduler's: orders waiting on a budget
+// are granted as it refills, the least recently served namespace first and
+// the oldest order first within it, so while two tenants wait each gets
+// every other unit, whatever the size of their backlogs. A 429 pauses the
+// budget for the whole fleet until the CA's Retry-After.
+//
 // Redis is coordination state, not the source of truth: the resources in
 // JetStream KV are. If Redis loses its data, workers re-enqueue what they
 // find unfinished (see worker's resync), and the guarantees hold again once
