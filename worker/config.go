@@ -69,6 +69,11 @@ type Config struct {
 	FailedRetry time.Duration
 	// HTTP01Port is the port HTTP-01 self-checks dial. Defaults to 80.
 	HTTP01Port int
+	// Replicas of the streams and buckets (ACMEQ_REPLICAS): those Start
+	// creates get this many, and an existing one with another count is a
+	// start-up error (bus.ErrReplicasMismatch), never changed. Use 3 on a
+	// cluster. Defaults to 1.
+	Replicas int
 	// Resolve maps a DNS name to the address self-checks dial; nil uses the
 	// system resolver. Tests and `acmeq dev` point names at 127.0.0.1.
 	Resolve func(ctx context.Context, host string) (string, error)
@@ -114,6 +119,9 @@ func (c *Config) defaults() {
 	if c.HTTP01Port <= 0 {
 		c.HTTP01Port = HTTP01PortDefault
 	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -129,6 +137,9 @@ func (c *Config) defaults() {
 func (c Config) Validate() error {
 	if c.Scheduler.Cap <= 0 {
 		return fmt.Errorf("worker: Scheduler.Cap (ACMEQ_MAX_CONCURRENT_CHALLENGES) must be at least 1, got %d", c.Scheduler.Cap)
+	}
+	if c.Replicas > 5 {
+		return fmt.Errorf("worker: Replicas (ACMEQ_REPLICAS) must be 1 to 5 (JetStream's limit), got %d", c.Replicas)
 	}
 	if c.HTTP01Port > 65535 {
 		return fmt.Errorf("worker: HTTP01Port (ACMEQ_HTTP01_PORT) must be a port number, got %d", c.HTTP01Port)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/messages"
 )
 
@@ -31,7 +32,12 @@ var (
 
 // Config configures a Store.
 type Config struct {
-	// Replicas of each bucket. Defaults to 1; use 3 on a cluster.
+	// Replicas of each bucket. A bucket Open creates gets this many; use 3
+	// on a cluster. An existing bucket with another count is never
+	// changed: Open fails with a *bus.ReplicasError (errors.Is
+	// bus.ErrReplicasMismatch) naming the bucket's stream and both counts.
+	// Zero creates buckets with 1 replica and accepts any existing count
+	// (the CLI). Defaults to 0.
 	Replicas int
 }
 
@@ -45,35 +51,75 @@ type Store struct {
 
 // Open creates the buckets if needed (idempotent) and returns a Store.
 func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Config) (*Store, error) {
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
 	s := &Store{js: js, kvs: map[messages.Kind]jetstream.KeyValue{}, sealer: sealer, now: time.Now}
 	kinds := append([]messages.Kind{messages.KindSecret}, messages.ReconciledKinds...)
 	for _, k := range kinds {
-		// An existing bucket is used as it is (an operator may have raised
-		// its replicas); creating is idempotent across racing workers.
-		if kv, err := js.KeyValue(ctx, k.Bucket()); err == nil {
-			s.kvs[k] = kv
-			continue
-		}
-		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      k.Bucket(),
-			Description: "acmeq " + string(k) + " resources",
-			History:     1,
-			Replicas:    cfg.Replicas,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			// Created meanwhile by another worker with other settings:
-			// use it as it is.
-			kv, err = js.KeyValue(ctx, k.Bucket())
-		}
+		kv, err := openBucket(ctx, js, k, cfg.Replicas)
 		if err != nil {
-			return nil, fmt.Errorf("store: open bucket %s: %w", k.Bucket(), err)
+			return nil, err
 		}
 		s.kvs[k] = kv
 	}
 	return s, nil
+}
+
+// openBucket opens the bucket of k, creating it if needed (idempotent
+// across racing workers), and checks its replicas against replicas.
+func openBucket(ctx context.Context, js jetstream.JetStream, k messages.Kind, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, k.Bucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      k.Bucket(),
+			Description: "acmeq " + string(k) + " resources",
+			History:     1,
+			Replicas:    max(replicas, 1),
+		})
+		if err == nil {
+			return kv, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, fmt.Errorf("store: create bucket %s with %d replicas%s: %w", k.Bucket(), max(replicas, 1), bus.ReplicasHint(replicas), err)
+		}
+		// Created meanwhile by another worker: check it like any
+		// existing bucket.
+		kv, err = js.KeyValue(ctx, k.Bucket())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open bucket %s: %w", k.Bucket(), err)
+	}
+	if err := checkBucket(ctx, kv, replicas); err != nil {
+		return nil, err
+	}
+	return kv, nil
+}
+
+// CheckReplicas checks that every bucket has want replicas (zero accepts
+// any count), as Open does; a worker handed an opened Store calls it with
+// its own ACMEQ_REPLICAS.
+func (s *Store) CheckReplicas(ctx context.Context, want int) error {
+	for _, kv := range s.kvs {
+		if err := checkBucket(ctx, kv, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkBucket(ctx context.Context, kv jetstream.KeyValue, want int) error {
+	if want <= 0 {
+		return nil
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("store: read the configuration of bucket %s: %w", kv.Bucket(), err)
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		sc := bs.StreamInfo().Config
+		if err := bus.CheckReplicas(sc.Name, sc.Replicas, want); err != nil {
+			return fmt.Errorf("store: bucket %s: %w", kv.Bucket(), err)
+		}
+	}
+	return nil
 }
 
 // KV returns the bucket of a kind, for watchers.
