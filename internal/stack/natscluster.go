@@ -125,7 +125,7 @@ type NATSNode struct {
 // into one cluster, and waits until every node's /healthz answers ok: a
 // JetStream meta leader is elected and every node is current. If any step
 // fails, the nodes already started are killed.
-func StartNATSCluster(dir string, n int) (_ *NATSCluster, err error) {
+func StartNATSCluster(dir string, n int) (*NATSCluster, error) {
 	if n < 3 {
 		return nil, fmt.Errorf("stack: a NATS JetStream cluster needs at least 3 nodes, got %d", n)
 	}
@@ -133,6 +133,27 @@ func StartNATSCluster(dir string, n int) (_ *NATSCluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Free ports are chosen before the nodes bind them (every node's
+	// configuration names every route port), so another process may take
+	// one meanwhile: then the node exits, and the cluster is started
+	// again on other ports.
+	for attempt := 1; ; attempt++ {
+		c, err := startNATSCluster(bin, dir, n)
+		if err == nil || !errors.Is(err, errNATSExited) || attempt == natsStartAttempts {
+			return c, err
+		}
+	}
+}
+
+const (
+	// natsStartAttempts is how many sets of ports StartNATSCluster tries.
+	natsStartAttempts = 3
+	// errNATSExited marks a node that exited before listening, as it does
+	// when one of its ports was taken.
+	errNATSExited = constError("nats-server exited")
+)
+
+func startNATSCluster(bin, dir string, n int) (_ *NATSCluster, err error) {
 	type ports struct{ client, route, monitor int }
 	ps := make([]ports, n)
 	for i := range ps {
@@ -157,6 +178,10 @@ func StartNATSCluster(dir string, n int) (_ *NATSCluster, err error) {
 		nodeDir, err := filepath.Abs(filepath.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("stack: nats cluster dir: %w", err)
+		}
+		// A previous attempt may have left a store behind.
+		if err := os.RemoveAll(nodeDir); err != nil {
+			return nil, fmt.Errorf("stack: clear nats cluster dir: %w", err)
 		}
 		if err := os.MkdirAll(filepath.Join(nodeDir, "jetstream"), 0o755); err != nil {
 			return nil, fmt.Errorf("stack: create nats cluster dir: %w", err)
@@ -286,7 +311,8 @@ func (n *NATSNode) start() error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("stack: nats-server %s exited before listening on %s: %v\n--- output ---\n%s", n.Name, addr, p.err, strings.TrimSpace(out.String()))
+			conf, _ := os.ReadFile(n.conf)
+			return fmt.Errorf("stack: %w: %s before listening on %s: %v\n--- output ---\n%s\n--- %s ---\n%s", errNATSExited, n.Name, addr, p.err, strings.TrimSpace(out.String()), n.conf, conf)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -75,7 +75,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, k messages.Kind, re
 			Replicas:    max(replicas, 1),
 		})
 		if err == nil {
-			return kv, nil
+			return leaderReads(ctx, js, kv)
 		}
 		if !errors.Is(err, jetstream.ErrBucketExists) {
 			return nil, fmt.Errorf("store: create bucket %s with %d replicas%s: %w", k.Bucket(), max(replicas, 1), bus.ReplicasHint(replicas), err)
@@ -89,6 +89,35 @@ func openBucket(ctx context.Context, js jetstream.JetStream, k messages.Kind, re
 	}
 	if err := checkBucket(ctx, kv, replicas); err != nil {
 		return nil, err
+	}
+	return leaderReads(ctx, js, kv)
+}
+
+// leaderReads turns off direct gets on a replicated bucket and reopens it.
+// With direct gets (nats.go's default for KV) any replica answers a Get,
+// and a follower that has not yet applied the latest write answers the
+// value before it: a worker woken by a transition would read the state
+// from before that transition, find nothing to do and ack, and the
+// resource would wait for the resync. Without them, Get asks the stream
+// leader, which has applied every write it acknowledged. A bucket of one
+// replica has no followers and is left as it is.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
+	name := "KV_" + kv.Bucket()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("store: read the configuration of bucket %s: %w", kv.Bucket(), err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Replicas <= 1 || !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("store: turn off direct gets on bucket %s: %w", kv.Bucket(), err)
+	}
+	bucket := kv.Bucket()
+	if kv, err = js.KeyValue(ctx, bucket); err != nil {
+		return nil, fmt.Errorf("store: open bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }
