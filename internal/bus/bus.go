@@ -184,9 +184,11 @@ func ReplicasHint(n int) string {
 }
 
 // streamMatches reports whether cur already has the settings acmeq sets.
+// A duplicate window acmeq leaves unset is the server's default (2 min),
+// not a difference.
 func streamMatches(cur, want jetstream.StreamConfig) bool {
 	return slices.Equal(cur.Subjects, want.Subjects) && cur.Retention == want.Retention &&
-		cur.MaxAge == want.MaxAge && cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas
+		cur.MaxAge == want.MaxAge && (want.Duplicates == 0 || cur.Duplicates == want.Duplicates) && cur.Replicas == want.Replicas
 }
 
 // New returns a Bus; reporter names this process in events.

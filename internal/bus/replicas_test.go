@@ -87,3 +87,32 @@ func TestEnsureStreamsReplicasUnplaceable(t *testing.T) {
 		}
 	}
 }
+
+// A second EnsureStreams sends no update: workers starting together must
+// not update streams (nats-server races them with consumer creation), and
+// a producer allowed only to read the configuration must get through.
+func TestEnsureStreamsSecondCallUpdatesNothing(t *testing.T) {
+	js := jetStream(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.Config{Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// JetStream API requests are plain messages: a subscriber sees them.
+	updates, err := js.Conn().SubscribeSync("$JS.API.STREAM.UPDATE.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []bus.Config{{Replicas: 1}, {}} {
+		if err := bus.EnsureStreams(ctx, js, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := updates.Pending(); n != 0 {
+		msg, _ := updates.NextMsg(time.Second)
+		t.Errorf("%d stream updates, want none (first: %s %s)", n, msg.Subject, msg.Data)
+	}
+}

@@ -166,11 +166,12 @@ func (c NATSConfig) Validate() error {
 }
 
 // Connect validates the configuration and connects, naming the connection
-// name (it shows in the server's monitoring). The first connection is
+// name (it shows in the server's monitoring); extra options (handlers)
+// come after acmeq's and may override them. The first connection is
 // tried once per server, each bounded by ConnectTimeout; once connected,
 // the client reconnects for ever. A refused credential or a certificate
 // that does not verify is a *ConfigError naming the variables.
-func (c NATSConfig) Connect(name string) (*nats.Conn, error) {
+func (c NATSConfig) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -203,7 +204,7 @@ func (c NATSConfig) Connect(name string) (*nats.Conn, error) {
 		}
 		opts = append(opts, nats.Secure(cfg))
 	}
-	nc, err := nats.Connect(c.URL, opts...)
+	nc, err := nats.Connect(c.URL, append(opts, extra...)...)
 	if err != nil {
 		return nil, c.explain(err)
 	}
