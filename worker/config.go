@@ -105,6 +105,11 @@ type Config struct {
 	MaxPanics int
 	// HTTP01Port is the port HTTP-01 self-checks dial. Defaults to 80.
 	HTTP01Port int
+	// Replicas of the streams and buckets (ACMEQ_REPLICAS): those Start
+	// creates get this many, and an existing one with another count is a
+	// start-up error (bus.ErrReplicasMismatch), never changed. Use 3 on a
+	// cluster. Defaults to 1.
+	Replicas int
 	// Resolve maps a DNS name to the address self-checks dial; nil uses the
 	// system resolver. Tests and `acmeq dev` point names at 127.0.0.1.
 	Resolve func(ctx context.Context, host string) (string, error)
@@ -140,6 +145,9 @@ func (c *Config) defaults() {
 	setDefault(&c.ARICheckMax, ARICheckMaxDefault)
 	setDefault(&c.MaxPanics, MaxPanicsDefault)
 	setDefault(&c.HTTP01Port, HTTP01PortDefault)
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -199,6 +207,9 @@ func (c Config) Validate() error {
 	}
 	if c.Scheduler.LeaseTTL <= c.SelfCheckInterval {
 		errs = append(errs, fmt.Errorf("worker: Scheduler.LeaseTTL (ACMEQ_LEASE_TTL, %s) must exceed SelfCheckInterval (ACMEQ_SELF_CHECK_INTERVAL, %s): a challenge waiting for its next self-check does not renew its lease", c.Scheduler.LeaseTTL, c.SelfCheckInterval))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("worker: Replicas (ACMEQ_REPLICAS) must be 1 to 5 (JetStream's limit), got %d", c.Replicas))
 	}
 	if p := c.Scheduler.Prefix; p != "" && !hasHashTag(p) {
 		errs = append(errs, fmt.Errorf("worker: Scheduler.Prefix %q must contain a Redis Cluster hash tag such as {acmeq}: the scheduler's scripts touch several keys at once", p))

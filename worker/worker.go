@@ -116,10 +116,13 @@ func (w *Worker) Maintenance() *Maintenance { return w.maint }
 // consuming and the maintenance service. It returns once consuming has
 // begun.
 func (w *Worker) Start(ctx context.Context) error {
-	if err := bus.EnsureStreams(ctx, w.js, bus.Config{}); err != nil {
+	if err := bus.EnsureStreams(ctx, w.js, bus.Config{Replicas: w.cfg.Replicas}); err != nil {
 		return err
 	}
-	kv, err := http01.EnsureBucket(ctx, w.js)
+	if err := w.store.CheckReplicas(ctx, w.cfg.Replicas); err != nil {
+		return err
+	}
+	kv, err := http01.EnsureBucketReplicas(ctx, w.js, w.cfg.Replicas)
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

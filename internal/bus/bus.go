@@ -29,9 +29,19 @@ const (
 	DeadLetterMaxAgeDefault = 30 * 24 * time.Hour
 )
 
+// ErrReplicasMismatch is returned, wrapped, by EnsureStreams when an
+// existing stream has another number of replicas than Config.Replicas.
+var ErrReplicasMismatch = errors.New("bus: an existing stream has other replicas than ACMEQ_REPLICAS")
+
 // Config configures the streams.
 type Config struct {
-	// Replicas of each stream. Defaults to 1; use 3 on a cluster.
+	// Replicas of each stream. A stream EnsureStreams creates gets this
+	// many; use 3 on a cluster. An existing stream with another count is
+	// never changed (one worker started with a wrong value must not scale
+	// the fleet's streams down): EnsureStreams fails with an error wrapping
+	// ErrReplicasMismatch that names the stream, both counts and the
+	// command that changes it. Zero creates streams with 1 replica and
+	// accepts any existing count (the CLI). Defaults to 0.
 	Replicas int
 	// EventMaxAge bounds the event stream. Defaults to EventMaxAgeDefault.
 	EventMaxAge time.Duration
@@ -40,9 +50,6 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.Replicas <= 0 {
-		c.Replicas = 1
-	}
 	if c.EventMaxAge <= 0 {
 		c.EventMaxAge = EventMaxAgeDefault
 	}
@@ -59,9 +66,11 @@ type Bus struct {
 }
 
 // EnsureStreams creates or updates the streams (idempotent: every worker
-// calls it on start).
+// calls it on start). Settings other than the replica count are brought
+// to acmeq's; see Config.Replicas for replicas.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	cfg.defaults()
+	create := max(cfg.Replicas, 1)
 	streams := []jetstream.StreamConfig{{
 		Name:        messages.WorkStream,
 		Description: "acmeq transitions: one subject per resource, consumed by the workers",
@@ -70,7 +79,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 		Subjects:   messages.WorkSubjects(),
 		Retention:  jetstream.WorkQueuePolicy,
 		Duplicates: cfg.DuplicateWindow,
-		Replicas:   cfg.Replicas,
+		Replicas:   create,
 		Storage:    jetstream.FileStorage,
 		// Renewals, ARI checks and back-offs are message schedules
 		// (ADR-51): one pending schedule per Certificate, durable.
@@ -81,7 +90,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 		Subjects:    []string{messages.EventSubjectPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      cfg.EventMaxAge,
-		Replicas:    cfg.Replicas,
+		Replicas:    create,
 		Storage:     jetstream.FileStorage,
 	}, {
 		Name:        messages.DeadLetterStream,
@@ -89,38 +98,104 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 		Subjects:    []string{messages.DeadLetterSubjectPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      DeadLetterMaxAgeDefault,
-		Replicas:    cfg.Replicas,
+		Replicas:    create,
 		Storage:     jetstream.FileStorage,
 	}}
 	for _, sc := range streams {
-		// Update only what differs: every worker runs this at start, and
-		// concurrent updates of a stream race inside nats-server with the
-		// consumers being created (seen with the race detector).
-		cur, err := js.Stream(ctx, sc.Name)
-		if err == nil && streamMatches(cur.CachedInfo().Config, sc) {
-			continue
-		}
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			// Workers starting together all get here: a create with the
-			// same config succeeds for each, without an update.
-			if _, err = js.CreateStream(ctx, sc); err == nil {
-				continue
-			}
-			if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-				return fmt.Errorf("bus: create stream %s: %w", sc.Name, err)
-			}
-		}
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("bus: create stream %s: %w", sc.Name, err)
+		if err := ensureStream(ctx, js, sc, cfg.Replicas); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// ensureStream creates sc, or brings an existing stream to sc keeping its
+// replica count, which must be replicas unless replicas is 0.
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, replicas int) error {
+	// Two rounds: a stream created by another worker between our lookup
+	// and our create is looked up again.
+	for range 2 {
+		cur, err := js.Stream(ctx, sc.Name)
+		if err == nil {
+			have := cur.CachedInfo().Config
+			if err := CheckReplicas(sc.Name, have.Replicas, replicas); err != nil {
+				return err
+			}
+			sc.Replicas = have.Replicas
+			// Update only what differs: every worker runs this at start,
+			// and concurrent updates of a stream race inside nats-server
+			// with the consumers being created (seen with the race
+			// detector).
+			if streamMatches(have, sc) {
+				return nil
+			}
+			if _, err := js.UpdateStream(ctx, sc); err != nil {
+				return fmt.Errorf("bus: update stream %s: %w", sc.Name, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("bus: look up stream %s: %w", sc.Name, err)
+		}
+		// Workers starting together all get here: a create with the
+		// same config succeeds for each, without an update.
+		_, err = js.CreateStream(ctx, sc)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("bus: create stream %s with %d replicas%s: %w", sc.Name, sc.Replicas, ReplicasHint(sc.Replicas), err)
+		}
+	}
+	return fmt.Errorf("bus: stream %s: created and deleted again while starting", sc.Name)
+}
+
+// ReplicasError reports an existing stream (a KV bucket is the stream
+// KV_<bucket>) whose replica count is not the one configured. It matches
+// ErrReplicasMismatch with errors.Is.
+type ReplicasError struct {
+	// Stream is the stream's name, e.g. ACMEQ_WORK or KV_ACMEQ_ORDERS.
+	Stream string
+	// Existing is the stream's replica count; Wanted the configured one.
+	Existing, Wanted int
+}
+
+// Error names the stream, both counts and the two ways out.
+func (e *ReplicasError) Error() string {
+	return fmt.Sprintf("bus: stream %s has %d replicas, ACMEQ_REPLICAS asks for %d; acmeq never changes the replicas of an existing stream: "+
+		"set ACMEQ_REPLICAS=%d, or change the stream with `nats stream edit %s --replicas %d`",
+		e.Stream, e.Existing, e.Wanted, e.Existing, e.Stream, e.Wanted)
+}
+
+// Is makes errors.Is(err, ErrReplicasMismatch) true.
+func (e *ReplicasError) Is(target error) bool { return target == ErrReplicasMismatch }
+
+// CheckReplicas returns nil if want is 0 (accept any count) or equals
+// have, and a *ReplicasError otherwise. store and http01 use it for their
+// buckets.
+func CheckReplicas(stream string, have, want int) error {
+	if want == 0 || have == want {
+		return nil
+	}
+	return &ReplicasError{Stream: stream, Existing: have, Wanted: want}
+}
+
+// ReplicasHint explains a failure to create a stream or bucket with n
+// replicas: the cluster has fewer JetStream servers than that, or none.
+// It is empty for n of 1.
+func ReplicasHint(n int) string {
+	if n <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (ACMEQ_REPLICAS=%d needs a JetStream cluster of at least %d servers)", n, n)
+}
+
 // streamMatches reports whether cur already has the settings acmeq sets.
+// A duplicate window acmeq leaves unset is the server's default (2 min),
+// not a difference.
 func streamMatches(cur, want jetstream.StreamConfig) bool {
 	return slices.Equal(cur.Subjects, want.Subjects) && cur.Retention == want.Retention &&
-		cur.MaxAge == want.MaxAge && cur.Duplicates == want.Duplicates && cur.Replicas == want.Replicas &&
+		cur.MaxAge == want.MaxAge && (want.Duplicates == 0 || cur.Duplicates == want.Duplicates) && cur.Replicas == want.Replicas &&
 		cur.AllowMsgSchedules == want.AllowMsgSchedules
 }
 

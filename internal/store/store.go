@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/messages"
 )
 
@@ -31,7 +32,12 @@ var (
 
 // Config configures a Store.
 type Config struct {
-	// Replicas of each bucket. Defaults to 1; use 3 on a cluster.
+	// Replicas of each bucket. A bucket Open creates gets this many; use 3
+	// on a cluster. An existing bucket with another count is never
+	// changed: Open fails with a *bus.ReplicasError (errors.Is
+	// bus.ErrReplicasMismatch) naming the bucket's stream and both counts.
+	// Zero creates buckets with 1 replica and accepts any existing count
+	// (the CLI). Defaults to 0.
 	Replicas int
 }
 
@@ -54,36 +60,18 @@ type Store struct {
 
 // Open creates the buckets if needed (idempotent) and returns a Store.
 func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Config) (*Store, error) {
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
-	}
 	s := &Store{js: js, kvs: map[messages.Kind]jetstream.KeyValue{}, sealer: sealer, now: time.Now, markerTTL: map[messages.Kind]bool{}}
 	kinds := append([]messages.Kind{messages.KindSecret}, messages.ReconciledKinds...)
 	for _, k := range kinds {
-		// An existing bucket is used as it is (an operator may have raised
-		// its replicas); creating is idempotent across racing workers.
-		if kv, err := js.KeyValue(ctx, k.Bucket()); err == nil {
-			s.kvs[k] = kv
-			if st, err := kv.Status(ctx); err == nil && st.LimitMarkerTTL() > 0 {
+		kv, err := openBucket(ctx, js, k, cfg.Replicas)
+		if err == nil {
+			// Buckets created before marker TTLs keep their markers.
+			if st, serr := kv.Status(ctx); serr == nil && st.LimitMarkerTTL() > 0 {
 				s.markerTTL[k] = true
 			}
-			continue
-		}
-		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:         k.Bucket(),
-			Description:    "acmeq " + string(k) + " resources",
-			History:        1,
-			Replicas:       cfg.Replicas,
-			LimitMarkerTTL: MarkerTTL,
-		})
-		s.markerTTL[k] = err == nil
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			// Created meanwhile by another worker with other settings:
-			// use it as it is.
-			kv, err = js.KeyValue(ctx, k.Bucket())
 		}
 		if err != nil {
-			return nil, fmt.Errorf("store: open bucket %s: %w", k.Bucket(), err)
+			return nil, err
 		}
 		s.kvs[k] = kv
 	}
@@ -91,6 +79,95 @@ func Open(ctx context.Context, js jetstream.JetStream, sealer *Sealer, cfg Confi
 		return nil, err
 	}
 	return s, nil
+}
+
+// openBucket opens the bucket of k, creating it if needed (idempotent
+// across racing workers), and checks its replicas against replicas.
+func openBucket(ctx context.Context, js jetstream.JetStream, k messages.Kind, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, k.Bucket())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:         k.Bucket(),
+			Description:    "acmeq " + string(k) + " resources",
+			History:        1,
+			Replicas:       max(replicas, 1),
+			LimitMarkerTTL: MarkerTTL,
+		})
+		if err == nil {
+			return leaderReads(ctx, js, kv)
+		}
+		if !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, fmt.Errorf("store: create bucket %s with %d replicas%s: %w", k.Bucket(), max(replicas, 1), bus.ReplicasHint(replicas), err)
+		}
+		// Created meanwhile by another worker: check it like any
+		// existing bucket.
+		kv, err = js.KeyValue(ctx, k.Bucket())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open bucket %s: %w", k.Bucket(), err)
+	}
+	if err := checkBucket(ctx, kv, replicas); err != nil {
+		return nil, err
+	}
+	return leaderReads(ctx, js, kv)
+}
+
+// leaderReads turns off direct gets on a replicated bucket and reopens it.
+// With direct gets (nats.go's default for KV) any replica answers a Get,
+// and a follower that has not yet applied the latest write answers the
+// value before it: a worker woken by a transition would read the state
+// from before that transition, find nothing to do and ack, and the
+// resource would wait for the resync. Without them, Get asks the stream
+// leader, which has applied every write it acknowledged. A bucket of one
+// replica has no followers and is left as it is.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
+	name := "KV_" + kv.Bucket()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("store: read the configuration of bucket %s: %w", kv.Bucket(), err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Replicas <= 1 || !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("store: turn off direct gets on bucket %s: %w", kv.Bucket(), err)
+	}
+	bucket := kv.Bucket()
+	if kv, err = js.KeyValue(ctx, bucket); err != nil {
+		return nil, fmt.Errorf("store: open bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}
+
+// CheckReplicas checks that every bucket has want replicas (zero accepts
+// any count), as Open does; a worker handed an opened Store calls it with
+// its own ACMEQ_REPLICAS.
+func (s *Store) CheckReplicas(ctx context.Context, want int) error {
+	for _, kv := range s.kvs {
+		if err := checkBucket(ctx, kv, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkBucket(ctx context.Context, kv jetstream.KeyValue, want int) error {
+	if want <= 0 {
+		return nil
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("store: read the configuration of bucket %s: %w", kv.Bucket(), err)
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		sc := bs.StreamInfo().Config
+		if err := bus.CheckReplicas(sc.Name, sc.Replicas, want); err != nil {
+			return fmt.Errorf("store: bucket %s: %w", kv.Bucket(), err)
+		}
+	}
+	return nil
 }
 
 // KV returns the bucket of a kind, for watchers.

@@ -58,7 +58,7 @@ func connectTTL(t *testing.T, url string, ttl time.Duration) jetstream.KeyValue 
 	if err != nil {
 		t.Fatalf("creating JetStream context: %v", err)
 	}
-	kv, err := ensureBucket(t.Context(), js, ttl)
+	kv, err := ensureBucket(t.Context(), js, ttl, 0)
 	if err != nil {
 		t.Fatalf("ensureBucket: %v", err)
 	}

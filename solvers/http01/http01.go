@@ -29,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/solvers"
 )
 
@@ -152,16 +153,25 @@ func validateChallenge(ch solvers.Challenge) error {
 //
 // EnsureBucket is safe to call concurrently from many workers.
 func EnsureBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	return ensureBucket(ctx, js, DefaultTokenTTL)
+	return ensureBucket(ctx, js, DefaultTokenTTL, 0)
 }
 
-func ensureBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (jetstream.KeyValue, error) {
+// EnsureBucketReplicas is [EnsureBucket] for a bucket of replicas replicas
+// (ACMEQ_REPLICAS): a new bucket gets that many, and an existing bucket
+// with another count is an error ([bus.ReplicasError]), never changed.
+// Zero is EnsureBucket: one replica for a new bucket, any for an existing.
+func EnsureBucketReplicas(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	return ensureBucket(ctx, js, DefaultTokenTTL, replicas)
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{
 		Bucket:         Bucket,
 		Description:    "acmeq HTTP-01 key authorizations, keyed by challenge token",
 		History:        1,
 		TTL:            ttl,
 		LimitMarkerTTL: expiryMarkerTTL,
+		Replicas:       max(replicas, 1),
 	}
 	existing, err := js.KeyValue(ctx, Bucket)
 	switch {
@@ -172,6 +182,9 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration
 		}
 		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
 			old := bs.Config()
+			if err := bus.CheckReplicas(bs.StreamInfo().Config.Name, old.Replicas, replicas); err != nil {
+				return nil, fmt.Errorf("http01: bucket %s: %w", Bucket, err)
+			}
 			if old.TTL == cfg.TTL && old.LimitMarkerTTL == cfg.LimitMarkerTTL && old.History == cfg.History {
 				// Nothing to change: no update, which would race with
 				// other workers starting (nats-server's stream update).
@@ -190,7 +203,7 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, ttl time.Duration
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("http01: creating or updating bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("http01: creating or updating bucket %s with %d replicas%s: %w", Bucket, cfg.Replicas, bus.ReplicasHint(cfg.Replicas), err)
 	}
 	return kv, nil
 }
