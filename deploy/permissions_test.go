@@ -307,7 +307,9 @@ func TestPermissionsPerRole(t *testing.T) {
 	}
 	for _, k := range messages.ReconciledKinds {
 		objs, err := rst.List(ctx, k, "")
-		if err != nil || len(objs) == 0 {
+		// Finished challenges are removed with their final orders: the
+		// list is read, and empty.
+		if err != nil || (len(objs) == 0 && k != messages.KindChallenge) {
 			t.Errorf("reader: list %s: %d, %v", k, len(objs), err)
 		}
 	}

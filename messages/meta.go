@@ -28,6 +28,10 @@ type ObjectMeta struct {
 	// OwnerReference names the resource that created this one (an Order
 	// owns its Challenges), empty for resources users create.
 	OwnerReference *ObjectReference `json:"ownerReference,omitempty"`
+	// DeletionTimestamp is set when a user deleted the resource and a
+	// worker is removing what belongs to it, as in Kubernetes; the
+	// resource is gone once that is done.
+	DeletionTimestamp *time.Time `json:"deletionTimestamp,omitempty"`
 }
 
 // ObjectReference points at a resource in the same store.

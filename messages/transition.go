@@ -46,6 +46,7 @@ const (
 	ActionRenew     Action = "renew"     // a user asked for a renewal (acmeq renew)
 	ActionTimer     Action = "timer"     // a scheduled wake-up fired (renewal, ARI check, back-off, expiry)
 	ActionRevoke    Action = "revoke"    // a user asked to revoke the current certificate; Cause is "<serial>/<reason>"
+	ActionDelete    Action = "delete"    // a user deleted the resource (metadata.deletionTimestamp): remove what belongs to it
 )
 
 // ErrMalformed marks a message that can never be processed.
@@ -94,7 +95,7 @@ func DecodeTransition(data []byte) (Transition, error) {
 }
 
 // Actions lists every Action a worker accepts.
-var Actions = []Action{ActionApply, ActionCreated, ActionScheduled, ActionChild, ActionResync, ActionRetry, ActionRenew, ActionTimer, ActionRevoke}
+var Actions = []Action{ActionApply, ActionCreated, ActionScheduled, ActionChild, ActionResync, ActionRetry, ActionRenew, ActionTimer, ActionRevoke, ActionDelete}
 
 // MaxCauseLength bounds a transition's cause (a resource name, or a serial
 // and a reason).

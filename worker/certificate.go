@@ -74,6 +74,9 @@ func (w *Worker) reconcileCertificate(ctx context.Context, t messages.Transition
 	}
 	r := &certRun{w: w, cert: cert, now: w.cfg.Now().UTC(),
 		ref: messages.ObjectReference{Kind: messages.KindCertificate, Namespace: cert.Metadata.Namespace, Name: cert.Metadata.Name}}
+	if cert.Metadata.DeletionTimestamp != nil {
+		return w.deleteCertificate(ctx, cert)
+	}
 	if t.Action == messages.ActionRevoke {
 		return r.revoke(ctx, t.Cause)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
-	"github.com/acmeq/acmeq/worker"
 )
 
 // deleteWaitDefault bounds how long `delete order` waits for the new
@@ -98,7 +97,7 @@ func newDeleteCmd() *cobra.Command {
 						return fmt.Errorf("not deleted: %w", err)
 					}
 				}
-				return deleteCertificate(ctx, out, errOut, st, js, o.namespace, name)
+				return deleteCertificate(ctx, out, errOut, st, js, o.namespace, name, o.wait)
 			case messages.KindIssuer:
 				return deleteIssuer(ctx, out, errOut, st, o.namespace, name, o.force, o.deleteAccountKey)
 			}
@@ -107,7 +106,7 @@ func newDeleteCmd() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	namespaceFlag(fs, &o.namespace)
-	fs.DurationVar(&o.wait, "wait", deleteWaitDefault, "delete order: how long to wait for the new Order (0: do not wait)")
+	fs.DurationVar(&o.wait, "wait", deleteWaitDefault, "delete order: how long to wait for the new Order; delete certificate: for a worker to remove it (0: do not wait)")
 	fs.BoolVar(&o.force, "force", false, "delete issuer: even while Certificates refer to it")
 	fs.BoolVar(&o.deleteAccountKey, "delete-account-key", false, "delete issuer: also delete the ACME account key Secret it created")
 	fs.BoolVar(&o.revoke, "revoke", false, "delete certificate: first revoke its current certificate at the CA")
@@ -304,15 +303,26 @@ func deleteIssuer(ctx context.Context, out, errOut io.Writer, st *store.Store, n
 // deleteCertificate stops managing a Certificate: it is deleted; its
 // Secret is kept (as cert-manager keeps it), and its CertificateRequests
 // and Orders remain for history.
-func deleteCertificate(ctx context.Context, out, errOut io.Writer, st *store.Store, js jetstream.JetStream, ns, name string) error {
-	secret, err := worker.DeleteCertificate(ctx, st, js, ns, name)
-	if err != nil {
+func deleteCertificate(ctx context.Context, out, errOut io.Writer, st *store.Store, js jetstream.JetStream, ns, name string, wait time.Duration) error {
+	cert := &messages.Certificate{}
+	if err := st.Get(ctx, ns, name, cert); err != nil {
+		return notFound(errOut, messages.KindCertificate, name, err)
+	}
+	p := producer.New(st, bus.New(js, "acmeq-cli"))
+	if err := p.DeleteCertificate(ctx, ns, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return notFound(errOut, messages.KindCertificate, name, err)
 		}
 		return err
 	}
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		if err := p.WaitDeleted(wctx, cert); err != nil {
+			return fmt.Errorf("%w (a worker removes it: is one running?)", err)
+		}
+	}
 	fmt.Fprintf(out, "certificate.cert-manager.io %q deleted\n", name)
-	fmt.Fprintf(out, "acmeq no longer manages it: its Secret %q is kept; its CertificateRequests, Orders and renewal schedule were removed\n", secret)
+	fmt.Fprintf(out, "acmeq no longer manages it: its Secret %q is kept; its CertificateRequests, Orders and renewal schedule are removed\n", cert.Spec.SecretName)
 	return nil
 }

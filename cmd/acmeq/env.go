@@ -17,8 +17,8 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/acmeq/acmeq/internal/connect"
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/scheduler"
 	"github.com/acmeq/acmeq/worker"
@@ -49,18 +49,27 @@ const (
 
 // connEnv is what every command needs to reach the stack.
 type connEnv struct {
-	// NATSURL is one or more NATS URLs, comma-separated. Defaults to
-	// nats.DefaultURL.
-	NATSURL string `env:"ACMEQ_NATS_URL"`
+	// NATS is where and how to connect: URL, credentials, TLS
+	// (internal/connect documents each variable and its default).
+	NATS connect.NATSConfig
 	// SecretKey seals private keys and certificates: 32 bytes, base64 or
 	// hex. Required by commands that open or write Secrets.
 	SecretKey string `env:"ACMEQ_SECRET_KEY"`
+	// Replicas of the streams and buckets a command creates when they are
+	// missing, and checks when they exist. Defaults to 1.
+	Replicas int `env:"ACMEQ_REPLICAS"`
 }
 
-func defaultConnEnv() connEnv { return connEnv{NATSURL: nats.DefaultURL} }
+func defaultConnEnv() connEnv {
+	return connEnv{NATS: connect.NATSConfig{URL: connect.NATSURLDefault, ConnectTimeout: connect.NATSConnectTimeoutDefault}, Replicas: 1}
+}
 
 func (c connEnv) validate(v *validation) {
-	v.natsURLs("ACMEQ_NATS_URL", c.NATSURL)
+	v.natsURLs("ACMEQ_NATS_URL", c.NATS.URL)
+	v.connect(c.NATS.Validate())
+	if c.Replicas < 1 || c.Replicas > 5 {
+		v.add("ACMEQ_REPLICAS", "must be 1 to 5 (JetStream's limit), got %d", c.Replicas)
+	}
 	if c.SecretKey != "" {
 		if _, err := store.ParseSecretKey(c.SecretKey); err != nil {
 			// Never echo the key.
@@ -74,7 +83,7 @@ func (c connEnv) validate(v *validation) {
 type workerEnv struct {
 	// Conn is a named field: caarlos0/env cannot set an unexported embedded one.
 	Conn              connEnv
-	RedisURL          string        `env:"ACMEQ_REDIS_URL"`
+	Redis             connect.RedisConfig
 	Name              string        `env:"ACMEQ_WORKER_NAME"`
 	MaxConcurrent     int           `env:"ACMEQ_MAX_CONCURRENT_CHALLENGES"`
 	LeaseTTL          time.Duration `env:"ACMEQ_LEASE_TTL"`
@@ -101,7 +110,7 @@ type workerEnv struct {
 func defaultWorkerEnv() workerEnv {
 	return workerEnv{
 		Conn:              defaultConnEnv(),
-		RedisURL:          RedisURLDefault,
+		Redis:             connect.RedisConfig{URL: RedisURLDefault, ConnectTimeout: connect.RedisConnectTimeoutDefault},
 		MaxConcurrent:     scheduler.CapDefault,
 		LeaseTTL:          scheduler.LeaseTTLDefault,
 		SelfCheckInterval: worker.SelfCheckIntervalDefault,
@@ -126,7 +135,7 @@ func (e workerEnv) validate(v *validation) {
 	if e.Conn.SecretKey == "" {
 		v.add("ACMEQ_SECRET_KEY", "is required: 32 random bytes, base64 or hex (openssl rand -base64 32); private keys and certificates are sealed with it")
 	}
-	v.redisURL("ACMEQ_REDIS_URL", e.RedisURL)
+	v.connect(e.Redis.Validate())
 	if utf8.RuneCountInString(e.Name) > workerNameMax || strings.IndexFunc(e.Name, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 {
 		v.add("ACMEQ_WORKER_NAME", "must be at most %d printable characters", workerNameMax)
 	}
@@ -162,7 +171,8 @@ func (e workerEnv) validate(v *validation) {
 
 // http01Env configures `acmeq http01`.
 type http01Env struct {
-	NATSURL     string `env:"ACMEQ_NATS_URL"`
+	NATS        connect.NATSConfig
+	Replicas    int    `env:"ACMEQ_REPLICAS"`
 	ListenAddr  string `env:"ACMEQ_HTTP01_LISTEN"`
 	MetricsAddr string `env:"ACMEQ_HTTP01_METRICS_LISTEN"`
 	LogFormat   string `env:"ACMEQ_LOG_FORMAT"`
@@ -171,7 +181,8 @@ type http01Env struct {
 
 func defaultHTTP01Env() http01Env {
 	return http01Env{
-		NATSURL:     nats.DefaultURL,
+		NATS:        defaultConnEnv().NATS,
+		Replicas:    1,
 		ListenAddr:  HTTP01ListenDefault,
 		MetricsAddr: HTTP01MetricsListenDefault,
 		LogFormat:   LogFormatDefault,
@@ -180,7 +191,11 @@ func defaultHTTP01Env() http01Env {
 }
 
 func (e http01Env) validate(v *validation) {
-	v.natsURLs("ACMEQ_NATS_URL", e.NATSURL)
+	v.natsURLs("ACMEQ_NATS_URL", e.NATS.URL)
+	v.connect(e.NATS.Validate())
+	if e.Replicas < 1 || e.Replicas > 5 {
+		v.add("ACMEQ_REPLICAS", "must be 1 to 5 (JetStream's limit), got %d", e.Replicas)
+	}
 	v.listenAddr("ACMEQ_HTTP01_LISTEN", e.ListenAddr)
 	v.listenAddr("ACMEQ_HTTP01_METRICS_LISTEN", e.MetricsAddr)
 	if e.ListenAddr == e.MetricsAddr {
@@ -314,9 +329,25 @@ func (v *validation) natsURLs(key, s string) {
 	}
 }
 
-func (v *validation) redisURL(key, s string) {
-	if _, err := redis.ParseURL(s); err != nil {
-		v.add(key, "%q is not a Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// or unix://): %v", redact(s), err)
+// connect records the configuration errors of internal/connect, each under
+// the variable it names.
+func (v *validation) connect(err error) {
+	if err == nil {
+		return
+	}
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var ce *connect.ConfigError
+		if errors.As(e, &ce) {
+			v.add(ce.Var, "is invalid: %v", ce.Err)
+			continue
+		}
+		v.errs = append(v.errs, fmt.Errorf("configuration: %w", e))
 	}
 }
 
@@ -407,10 +438,10 @@ func (c connEnv) sealer() (*store.Sealer, error) {
 	return store.NewSealer(key)
 }
 
-func connectNATS(url, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+func connectNATS(c connect.NATSConfig, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := c.Connect(name, nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s (ACMEQ_NATS_URL): %w", redact(url), err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -426,11 +457,11 @@ func openStore(ctx context.Context, c connEnv, name string) (*nats.Conn, jetstre
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	nc, js, err := connectNATS(c.NATSURL, name)
+	nc, js, err := connectNATS(c.NATS, name)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st, err := store.Open(ctx, js, sealer, store.Config{})
+	st, err := store.Open(ctx, js, sealer, store.Config{Replicas: c.Replicas})
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err
@@ -444,14 +475,6 @@ func readConnEnv() (connEnv, error) {
 	return c, readEnv(&c, environ())
 }
 
-// connectRedis returns a client for a URL readEnv has checked.
-func connectRedis(url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("configuration: ACMEQ_REDIS_URL %q: %w", redact(url), err)
-	}
-	return redis.NewClient(opt), nil
-}
 
 // newLogger returns the logger ACMEQ_LOG_FORMAT and ACMEQ_LOG_LEVEL ask
 // for (checked by readEnv).

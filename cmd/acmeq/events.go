@@ -115,7 +115,7 @@ Issued,Failed) and type (--types Warning).`,
 			if err != nil {
 				return err
 			}
-			nc, js, err := connectNATS(c.NATSURL, "acmeq-events")
+			nc, js, err := connectNATS(c.NATS, "acmeq-events")
 			if err != nil {
 				return err
 			}

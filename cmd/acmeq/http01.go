@@ -46,12 +46,12 @@ func runHTTP01(ctx context.Context) error {
 		return fmt.Errorf("configuration: ACMEQ_HTTP01_METRICS_LISTEN %q: %w", e.MetricsAddr, err)
 	}
 	defer mln.Close()
-	nc, js, err := connectNATS(e.NATSURL, "acmeq-http01")
+	nc, js, err := connectNATS(e.NATS, "acmeq-http01")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	kv, err := http01.EnsureBucket(ctx, js)
+	kv, err := http01.EnsureBucketReplicas(ctx, js, e.Replicas)
 	if err != nil {
 		return err
 	}

@@ -78,9 +78,9 @@ func runSync(ctx context.Context, o delivery.Config, listen string) error {
 	}
 	// An edge server may lose the store for a long time: reconnect for
 	// ever, and catch up then.
-	nc, err := nats.Connect(c.NATSURL, nats.Name("acmeq-sync"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
+	nc, err := c.NATS.Connect("acmeq-sync", nats.MaxReconnects(-1), nats.ReconnectWait(time.Second))
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s (ACMEQ_NATS_URL): %w", redact(c.NATSURL), err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -349,11 +349,11 @@ func TestFollowWatchAndDelete(t *testing.T) {
 
 	t.Run("delete certificate", func(t *testing.T) {
 		var out bytes.Buffer
-		if err := deleteCertificate(ctx, &out, io.Discard, env.Store, env.JS, ns, "demo-1"); err != nil {
+		if err := deleteCertificate(ctx, &out, io.Discard, env.Store, env.JS, ns, "demo-1", 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		want := `certificate.cert-manager.io "demo-1" deleted` + "\n" +
-			`acmeq no longer manages it: its Secret "demo-1" is kept; its CertificateRequests, Orders and renewal schedule were removed` + "\n"
+			`acmeq no longer manages it: its Secret "demo-1" is kept; its CertificateRequests, Orders and renewal schedule are removed` + "\n"
 		if out.String() != want {
 			t.Errorf("delete certificate printed:\n%s\nwant:\n%s", out.String(), want)
 		}

@@ -80,7 +80,7 @@ func runWorker(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	rdb, err := connectRedis(e.RedisURL)
+	rdb, err := e.Redis.Client()
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func runWorker(ctx context.Context) error {
 
 // healthMux serves /metrics, /healthz (the process runs) and /readyz
 // (NATS and Redis answer).
-func healthMux(nc *nats.Conn, rdb *redis.Client, reg *prometheus.Registry) *http.ServeMux {
+func healthMux(nc *nats.Conn, rdb redis.UniversalClient, reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })

@@ -104,9 +104,15 @@ func (c NATSConfig) Validate() error {
 	c = c.withDefaults()
 	urlAuth := false
 	for _, raw := range strings.Split(c.URL, ",") {
-		u, err := url.Parse(strings.TrimSpace(raw))
+		raw = strings.TrimSpace(raw)
+		full := raw
+		if !strings.Contains(raw, "://") {
+			// nats.go reads HOST:PORT as nats://HOST:PORT.
+			full = "nats://" + raw
+		}
+		u, err := url.Parse(full)
 		if err != nil {
-			return &ConfigError{Var: "ACMEQ_NATS_URL", Err: err}
+			return configErr("ACMEQ_NATS_URL", "%q is not a URL", redactURL(raw))
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
