@@ -45,21 +45,30 @@ func readmeVars(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	vars := map[string]string{}
+	def := 2 // the column of the defaults, from the table's header
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		cols := strings.Split(sc.Text(), "|")
-		if len(cols) < 4 || !strings.Contains(cols[1], "`ACMEQ_") {
+		if len(cols) > 3 && strings.TrimSpace(cols[1]) == "variable" {
+			for i, c := range cols {
+				if strings.TrimSpace(c) == "default" {
+					def = i
+				}
+			}
+			continue
+		}
+		if len(cols) <= def+1 || !strings.Contains(cols[1], "`ACMEQ_") {
 			continue
 		}
 		names := strings.Split(cols[1], ",")
-		defs := strings.Split(cols[2], ",")
+		defs := strings.Split(cols[def], ",")
 		for i, n := range names {
 			n = strings.Trim(strings.TrimSpace(n), "`")
 			d := ""
 			if len(defs) == len(names) {
 				d = strings.Trim(strings.TrimSpace(defs[i]), "`")
 			} else if len(names) == 1 {
-				d = strings.Trim(strings.TrimSpace(cols[2]), "`")
+				d = strings.Trim(strings.TrimSpace(cols[def]), "`")
 			}
 			vars[n] = d
 		}

@@ -475,7 +475,6 @@ func readConnEnv() (connEnv, error) {
 	return c, readEnv(&c, environ())
 }
 
-
 // newLogger returns the logger ACMEQ_LOG_FORMAT and ACMEQ_LOG_LEVEL ask
 // for (checked by readEnv).
 func newLogger(format, level string) *slog.Logger {
