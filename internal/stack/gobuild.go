@@ -75,8 +75,12 @@ type GoBuild struct {
 	Package string
 	// Overlay replaces or adds source files for this build only (go build
 	// -overlay): absolute path, as the go command sees it, to contents.
-	// Nothing on disk is changed.
+	// Nothing on disk is changed. The go command refuses to overlay files
+	// in the module cache: see Replace.
 	Overlay map[string][]byte
+	// Replace builds with copies of modules taken out of the module cache,
+	// so that their files can be overlaid (see Replacement).
+	Replace []Replacement
 	// Cache keeps the binary under os.UserCacheDir()/acmeq/bin, named by a
 	// hash of everything that goes into it (the go version and platform,
 	// acmeq's go.mod and go.sum, the package and the overlay), and reuses
@@ -88,6 +92,20 @@ type GoBuild struct {
 	// OutDir receives the binary when Cache is false. Defaults to a new
 	// temporary directory, which the caller removes.
 	OutDir string
+}
+
+// Replacement is a module built from a copy of its directory (a
+// temporary directory, through a temporary -modfile with a replace
+// directive), with some of its files overlaid.
+type Replacement struct {
+	// Module is the module path, e.g. "github.com/letsencrypt/pebble/v2".
+	Module string
+	// Dir is the module's directory in the module cache (ModuleDir).
+	Dir string
+	// Overlay replaces files of the copy, by slash-separated path relative
+	// to the module's root ("db/memorystore.go"). The copy itself is left
+	// as it was in the module cache.
+	Overlay map[string][]byte
 }
 
 // Build builds the package and returns the path of the binary.
@@ -141,13 +159,24 @@ func (b GoBuild) Build(ctx context.Context) (string, error) {
 	tmp := fmt.Sprintf("%s.tmp-%d", out, os.Getpid())
 	defer os.Remove(tmp)
 	args := []string{"build", "-o", tmp}
-	if len(b.Overlay) > 0 {
-		odir, err := os.MkdirTemp("", "acmeq-overlay-")
+	overlay := maps.Clone(b.Overlay)
+	if overlay == nil {
+		overlay = map[string][]byte{}
+	}
+	if len(b.Replace) > 0 || len(overlay) > 0 {
+		work, err := os.MkdirTemp("", "acmeq-gobuild-")
 		if err != nil {
 			return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
 		}
-		defer os.RemoveAll(odir)
-		f, err := writeOverlay(odir, b.Overlay)
+		defer os.RemoveAll(work)
+		if len(b.Replace) > 0 {
+			modfile, err := b.writeModfile(work, overlay)
+			if err != nil {
+				return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
+			}
+			args = append(args, "-modfile", modfile)
+		}
+		f, err := writeOverlay(filepath.Join(work, "overlay"), overlay)
 		if err != nil {
 			return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
 		}
@@ -167,9 +196,73 @@ func (b GoBuild) Build(ctx context.Context) (string, error) {
 	return out, nil
 }
 
+// writeModfile copies each replaced module into work/mod-<i>, adds the
+// overlay of each to overlay (by absolute path in the copy), and writes
+// work/build.mod (acmeq's go.mod and a replace directive per module) and
+// build.sum (acmeq's go.sum), the -modfile of the build.
+func (b GoBuild) writeModfile(work string, overlay map[string][]byte) (string, error) {
+	gomod, err := os.ReadFile(filepath.Join(b.ModuleDir, "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	gosum, err := os.ReadFile(filepath.Join(b.ModuleDir, "go.sum"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	mod := bytes.NewBuffer(gomod)
+	for i, r := range b.Replace {
+		dst := filepath.Join(work, fmt.Sprintf("mod-%d", i))
+		if err := copyTree(r.Dir, dst); err != nil {
+			return "", fmt.Errorf("copy %s: %w", r.Module, err)
+		}
+		for rel, data := range r.Overlay {
+			p := filepath.Join(dst, filepath.FromSlash(rel))
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("overlay %s of %s: %w", rel, r.Module, err)
+			}
+			overlay[p] = data
+		}
+		fmt.Fprintf(mod, "\nreplace %s => %s\n", r.Module, dst)
+	}
+	modfile := filepath.Join(work, "build.mod")
+	if err := os.WriteFile(modfile, mod.Bytes(), 0o644); err != nil {
+		return "", err
+	}
+	return modfile, os.WriteFile(filepath.Join(work, "build.sum"), gosum, 0o644)
+}
+
+// copyTree copies the regular files under src to dst, writable (the
+// module cache's are read-only).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+}
+
 // writeOverlay writes the files of an overlay and the JSON that maps the
 // originals to them; it returns the JSON's path.
 func writeOverlay(dir string, files map[string][]byte) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
 	replace := map[string]string{}
 	i := 0
 	for _, orig := range slices.Sorted(maps.Keys(files)) {
@@ -212,6 +305,15 @@ func (b GoBuild) cacheKey(ctx context.Context, gobin string) (string, error) {
 	for _, p := range slices.Sorted(maps.Keys(b.Overlay)) {
 		fmt.Fprintf(h, "overlay %s %d\n", p, len(b.Overlay[p]))
 		h.Write(b.Overlay[p])
+	}
+	for _, r := range b.Replace {
+		// The module cache's directory names the version; a copy is
+		// temporary and does not count.
+		fmt.Fprintf(h, "replace %s %s\n", r.Module, r.Dir)
+		for _, p := range slices.Sorted(maps.Keys(r.Overlay)) {
+			fmt.Fprintf(h, "overlay %s %d\n", p, len(r.Overlay[p]))
+			h.Write(r.Overlay[p])
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

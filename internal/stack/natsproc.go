@@ -65,7 +65,8 @@ func StartNATSProcess(bin, dir, logFile string) (*NATSProcess, error) {
 		return nil, err
 	}
 	n := &NATSProcess{proc: proc}
-	if err := n.waitReady(filepath.Join(portsDir, "nats-server_"+strconv.Itoa(proc.PID())+".ports")); err != nil {
+	// The file is named after the executable: <name>_<pid>.ports.
+	if err := n.waitReady(filepath.Join(portsDir, filepath.Base(bin)+"_"+strconv.Itoa(proc.PID())+".ports")); err != nil {
 		_ = proc.Kill()
 		return nil, err
 	}

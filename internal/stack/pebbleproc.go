@@ -76,8 +76,9 @@ func PatchPebbleStore(src []byte) ([]byte, error) {
 
 // BuildPebble builds Pebble's cmd/pebble from the module cache, at the
 // version acmeq's go.mod selects, with PatchPebbleStore applied through
-// `go build -overlay` (the module cache is not touched and no Pebble code
-// is kept in acmeq), and returns the binary's path. The binary is cached
+// `go build -overlay` on a temporary copy of the module (the go command
+// refuses overlays inside the module cache; the cache is not touched and
+// no Pebble code is kept in acmeq), and returns the binary's path. The binary is cached
 // per patched source (see GoBuild.Cache): only the first call builds.
 // moduleDir is acmeq's source tree; "" finds it from the working
 // directory.
@@ -95,7 +96,12 @@ func BuildPebble(ctx context.Context, moduleDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w (%s)", err, orig)
 	}
-	return GoBuild{ModuleDir: moduleDir, Package: pebbleCmd, Overlay: map[string][]byte{orig: patched}, Cache: true}.Build(ctx)
+	// The go command refuses to overlay a file in the module cache: the
+	// module is built from a copy, the patch overlaid on the copy.
+	return GoBuild{
+		ModuleDir: moduleDir, Package: pebbleCmd, Cache: true,
+		Replace: []Replacement{{Module: PebbleModule, Dir: dir, Overlay: map[string][]byte{pebbleStoreFile: patched}}},
+	}.Build(ctx)
 }
 
 // PebbleProcess is Pebble running as a child process (the binary of
