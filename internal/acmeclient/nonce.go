@@ -1,48 +1,42 @@
 package acmeclient
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
 
-// Bad nonces (RFC 8555 §6.5). A CA that rejects a request's nonce answers
-// 400 with a badNonce problem and a fresh nonce in Replay-Nonce, and the
-// client should retry at once with that nonce. x/crypto/acme retries a
-// badNonce through its RetryBackoff, which acmeq replaces so that nothing
-// sleeps (see noSleepBackoff), and it throws away the fresh nonce of the
-// error response, fetching another with a HEAD to newNonce. Here:
+// Nonces (RFC 8555 §6.5, §7.2). Every POST needs a fresh nonce from the
+// CA; a CA that rejects one answers 400 with a badNonce problem and a
+// fresh nonce in Replay-Nonce, and the client should retry at once with
+// it. x/crypto/acme keeps the nonces of responses in a pool per
+// acme.Client, and on a badNonce it empties that pool and retries through
+// its RetryBackoff, which acmeq replaces so that nothing sleeps. Here:
 //   - noSleepBackoff lets the library retry a badNonce MaxBadNonceRetries
 //     times at once, inside the same call (and so the same delivery of a
 //     worker's message);
-//   - nonceTransport keeps the fresh nonce of each badNonce response and
-//     answers the library's next HEAD to newNonce with it, so the retry
-//     costs one request, not two.
+//   - nonceTransport owns the nonces instead of the library: it takes the
+//     Replay-Nonce of every response (the badNonce one included) into a
+//     pool per CA host, and answers the library's HEAD requests to
+//     newNonce from it, newest first. The library then never holds a
+//     nonce, emptying its pool loses nothing, and a retry costs one
+//     request, not a HEAD round trip as well.
 const (
 	// MaxBadNonceRetries bounds the immediate retries of one request
 	// rejected with badNonce. Even a CA that rejects 30% of good nonces
 	// (Pebble's PEBBLE_WFE_NONCEREJECT=30) fails a request that many
-	// times in a row once in 0.3^9, about 2 in 100,000.
-	MaxBadNonceRetries = 8
+	// times in a row once in 0.3^13, about 2 in 10 million.
+	MaxBadNonceRetries = 12
 	// badNonceRetryDelay is what noSleepBackoff returns for a badNonce:
 	// x/crypto/acme reads 0 as "no more retries", so it is the smallest
 	// positive duration, a timer that fires at once.
 	badNonceRetryDelay = time.Nanosecond
-	// maxSpareNonces bounds the nonces kept per CA host, and
-	// spareNonceTTL how long one is kept (a CA forgets nonces after a
-	// while; an expired one costs a retry, not a failure).
-	maxSpareNonces = 16
-	spareNonceTTL  = 30 * time.Second
-	// maxProblemBody bounds how much of a 400 response is read to tell a
-	// badNonce from other problems.
-	maxProblemBody = 64 << 10
-	// badNonceSuffix ends the badNonce problem type; CAs in the wild vary
-	// the prefix and case (x/crypto/acme's isBadNonce).
-	badNonceSuffix = ":badnonce"
+	// maxPooledNonces bounds the nonces kept per CA host (the oldest go
+	// first), and pooledNonceTTL how long one is kept: a CA forgets
+	// nonces after a while, and the newest is handed out first, so a
+	// stale one costs at most a retry.
+	maxPooledNonces = 100
+	pooledNonceTTL  = 30 * time.Second
 )
 
 // noSleepBackoff is the RetryBackoff of every acmeq client. x/crypto/acme
@@ -59,26 +53,26 @@ func noSleepBackoff(n int, _ *http.Request, res *http.Response) time.Duration {
 	return -1
 }
 
-// nonceTransport keeps the fresh nonce of each badNonce response and hands
-// it to the next HEAD request for a nonce to the same host, answering it
-// without a round trip. x/crypto/acme only sends HEAD requests to fetch a
-// nonce, and it drops every nonce it holds after a badNonce, so a nonce
-// kept here is in no one else's hands.
+// nonceTransport is the nonce pool of the acme.Clients that share an HTTP
+// client: see the comment at the top of this file. x/crypto/acme only
+// sends HEAD requests to fetch a nonce, and reads Replay-Nonce only to
+// pool it, so taking the header out of every other response leaves the
+// library nothing to pool and every nonce is handed out once.
 type nonceTransport struct {
 	base http.RoundTripper
 	now  func() time.Time
 
-	mu    sync.Mutex
-	spare map[string][]spareNonce // by host
+	mu   sync.Mutex
+	pool map[string][]pooledNonce // by host, oldest first
 }
 
-type spareNonce struct {
+type pooledNonce struct {
 	nonce string
 	at    time.Time
 }
 
 func newNonceTransport(base http.RoundTripper) *nonceTransport {
-	return &nonceTransport{base: base, now: time.Now, spare: map[string][]spareNonce{}}
+	return &nonceTransport{base: base, now: time.Now, pool: map[string][]pooledNonce{}}
 }
 
 func (t *nonceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -86,67 +80,55 @@ func (t *nonceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if n := t.take(req.URL.Host); n != "" {
 			return nonceResponse(req, n), nil
 		}
+		// The library uses the nonce of a real HEAD at once.
+		return t.base.RoundTrip(req)
 	}
 	res, err := t.base.RoundTrip(req)
-	if err != nil || req.Method != http.MethodPost || res.StatusCode != http.StatusBadRequest {
+	if err != nil {
 		return res, err
 	}
-	nonce := res.Header.Get("Replay-Nonce")
-	if nonce == "" {
-		return res, nil
-	}
-	// Read the problem to tell a badNonce from other 400s, and give the
-	// library the same bytes.
-	body, rerr := io.ReadAll(io.LimitReader(res.Body, maxProblemBody))
-	res.Body.Close()
-	res.Body = io.NopCloser(bytes.NewReader(body))
-	if rerr == nil && isBadNonceProblem(body) {
-		t.keep(req.URL.Host, nonce)
+	if n := res.Header.Get(replayNonce); n != "" {
+		res.Header.Del(replayNonce)
+		t.keep(req.URL.Host, n)
 	}
 	return res, nil
 }
 
-// isBadNonceProblem reports a problem document whose type ends in
-// ":badNonce".
-func isBadNonceProblem(body []byte) bool {
-	var p struct {
-		Type string `json:"type"`
-	}
-	return json.Unmarshal(body, &p) == nil && strings.HasSuffix(strings.ToLower(p.Type), badNonceSuffix)
-}
+const replayNonce = "Replay-Nonce"
 
 func (t *nonceTransport) keep(host, nonce string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := append(t.spare[host], spareNonce{nonce: nonce, at: t.now()})
-	if len(s) > maxSpareNonces {
-		s = s[len(s)-maxSpareNonces:]
+	s := append(t.pool[host], pooledNonce{nonce: nonce, at: t.now()})
+	if len(s) > maxPooledNonces {
+		s = s[len(s)-maxPooledNonces:]
 	}
-	t.spare[host] = s
+	t.pool[host] = s
 }
 
-// take returns the newest spare nonce of host that is not too old, or "".
+// take returns the newest pooled nonce of host that is not too old, or "".
 func (t *nonceTransport) take(host string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.spare[host]
-	for len(s) > 0 {
-		n := s[len(s)-1]
-		s = s[:len(s)-1]
-		if t.now().Sub(n.at) < spareNonceTTL {
-			t.spare[host] = s
-			return n.nonce
-		}
+	s := t.pool[host]
+	if len(s) == 0 {
+		return ""
 	}
-	delete(t.spare, host)
-	return ""
+	n := s[len(s)-1]
+	if t.now().Sub(n.at) >= pooledNonceTTL {
+		// The newest is too old: so are the others.
+		delete(t.pool, host)
+		return ""
+	}
+	t.pool[host] = s[:len(s)-1]
+	return n.nonce
 }
 
 // nonceResponse is the answer of a newNonce HEAD request (RFC 8555 §7.2)
 // carrying nonce.
 func nonceResponse(req *http.Request, nonce string) *http.Response {
 	h := http.Header{}
-	h.Set("Replay-Nonce", nonce)
+	h.Set(replayNonce, nonce)
 	h.Set("Cache-Control", "no-store")
 	return &http.Response{
 		Status:     "200 OK",

@@ -40,25 +40,12 @@ func TestNoSleepBackoff(t *testing.T) {
 	}
 }
 
-func TestIsBadNonceProblem(t *testing.T) {
-	for body, want := range map[string]bool{
-		`{"type":"urn:ietf:params:acme:error:badNonce","detail":"JWS has an invalid anti-replay nonce"}`: true,
-		`{"type":"urn:acme:error:badNonce"}`:              true,
-		`{"type":"urn:ietf:params:acme:error:malformed"}`: false,
-		`not json`: false,
-		`{"type":"urn:ietf:params:acme:error:badNonceSuffix"}`: false,
-	} {
-		if got := isBadNonceProblem([]byte(body)); got != want {
-			t.Errorf("isBadNonceProblem(%s) = %v, want %v", body, got, want)
-		}
-	}
-}
-
-func TestSpareNonceExpires(t *testing.T) {
+func TestNoncePool(t *testing.T) {
 	now := time.Unix(1000, 0)
 	tr := newNonceTransport(nil)
 	tr.now = func() time.Time { return now }
 	tr.keep("ca", "n1")
+	now = now.Add(time.Second)
 	tr.keep("ca", "n2")
 	if got := tr.take("other"); got != "" {
 		t.Errorf("take(other) = %q, want none", got)
@@ -66,19 +53,26 @@ func TestSpareNonceExpires(t *testing.T) {
 	if got := tr.take("ca"); got != "n2" {
 		t.Errorf("take = %q, want the newest, n2", got)
 	}
-	now = now.Add(spareNonceTTL)
+	if got := tr.take("ca"); got != "n1" {
+		t.Errorf("take = %q, want n1", got)
+	}
+	if got := tr.take("ca"); got != "" {
+		t.Errorf("take from an empty pool = %q", got)
+	}
+	tr.keep("ca", "n3")
+	now = now.Add(pooledNonceTTL)
 	if got := tr.take("ca"); got != "" {
 		t.Errorf("take after the TTL = %q, want none", got)
 	}
-	for i := range maxSpareNonces + 5 {
+	for i := range maxPooledNonces + 5 {
 		tr.keep("ca", strconv.Itoa(i))
 	}
 	n := 0
 	for tr.take("ca") != "" {
 		n++
 	}
-	if n != maxSpareNonces {
-		t.Errorf("kept %d spare nonces, want at most %d", n, maxSpareNonces)
+	if n != maxPooledNonces {
+		t.Errorf("kept %d nonces, want at most %d", n, maxPooledNonces)
 	}
 }
 
@@ -114,7 +108,8 @@ func (l *requestLog) total(status int) int {
 
 // Against a real Pebble rejecting 30% of good nonces, every request
 // succeeds: each badNonce is retried at once with the nonce of its error
-// response, so the CA sees no extra nonce request.
+// response, and the CA sees one nonce request in all, before the first
+// POST: the pool refills from every response.
 func TestBadNonceRetriedWithTheFreshNonce(t *testing.T) {
 	p, err := stack.StartPebble(stack.PebbleConfig{HTTPPort: 5002, TLSPort: 5001, NonceRejectPercent: 30})
 	if err != nil {
@@ -157,8 +152,8 @@ func TestBadNonceRetriedWithTheFreshNonce(t *testing.T) {
 	if rejected == 0 {
 		t.Fatal("Pebble rejected no nonce: the test proves nothing")
 	}
-	// One nonce request before the first POST; every retry after that
-	// uses the nonce of the rejection or of a previous response.
+	// One nonce request before the first POST; every request after that
+	// uses the nonce of a previous response, a rejection's included.
 	if heads > 1 {
 		t.Errorf("%d nonce requests reached the CA, want 1: the nonce of the badNonce response was not used", heads)
 	}

@@ -171,3 +171,26 @@ func BenchmarkIssuance(b *testing.B) {
 	b.ReportMetric(bcpu/1e6, "baseline-cpu-ms/cert")
 	b.ReportMetric(acpu/1e6, "acmeq-cpu-ms/cert")
 }
+
+// BenchmarkWorkerRSS queues 100,000 certificates onto a worker (and starts
+// a second one into the full queue) and reports the workers' largest RSS;
+// the target is under 100 MiB and flat. It takes minutes. Run with:
+// go test -run '^$' -bench WorkerRSS -benchtime 1x -timeout 30m ./internal/bench/
+func BenchmarkWorkerRSS(b *testing.B) {
+	for b.Loop() {
+		res, err := Memory(b.Context(), MemoryOptions{})
+		var out strings.Builder
+		_ = res.WriteText(&out)
+		b.Logf("\n%s", out.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		w0, w1 := res.Max("worker-0"), res.Max("worker-1")
+		b.ReportMetric(float64(res.Idle)/(1<<20), "idle-MiB")
+		b.ReportMetric(float64(w0)/(1<<20), "worker0-max-MiB")
+		b.ReportMetric(float64(w1)/(1<<20), "worker1-max-MiB")
+		if max(w0, w1) > MemoryGoal {
+			b.Errorf("a worker reached %s with %d certificates queued, over the target of %s", mib(max(w0, w1)), res.Options.N, mib(MemoryGoal))
+		}
+	}
+}

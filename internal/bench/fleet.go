@@ -122,8 +122,12 @@ type fleet struct {
 	redis     *stack.Redis
 	responder *stack.Process
 	workers   []*stack.Process
-	names     []string // of the acmeq processes: http01, worker-0, ...
 	profiles  map[string]string
+
+	t         *tools
+	cfg       fleetConfig
+	secretKey string
+	httpPort  int
 
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -181,29 +185,9 @@ func startFleet(ctx context.Context, t *tools, cfg fleetConfig) (f *fleet, err e
 	}
 	f.prod = producer.New(f.st, bus.New(f.js, "acmeq-bench"))
 
-	common := []string{
-		"ACMEQ_NATS_URL=" + f.nats.URL,
-		"ACMEQ_LOG_FORMAT=json",
-		"ACMEQ_LOG_LEVEL=info",
-	}
-	start := func(name string, env []string, args ...string) (*stack.Process, error) {
-		env = append(append(append([]string{}, common...), env...), cfg.extraEnv...)
-		if cfg.profile != nil && t.profiling {
-			f.profiles[name] = cfg.profile(name)
-			env = append(env, profileEnv+"="+f.profiles[name])
-		}
-		p, err := stack.StartProcess(stack.ProcessConfig{
-			Name: name, Bin: t.acmeq, Args: args, Env: env, Dir: f.dir,
-			LogFile: filepath.Join(f.dir, name+".log"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		f.names = append(f.names, name)
-		return p, nil
-	}
+	f.t, f.cfg, f.secretKey, f.httpPort = t, cfg, secretKey, httpPort
 	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
-	f.responder, err = start("http01", []string{
+	f.responder, err = f.start("http01", []string{
 		"ACMEQ_HTTP01_LISTEN=" + httpAddr,
 		"ACMEQ_HTTP01_METRICS_LISTEN=127.0.0.1:0",
 	}, "http01")
@@ -213,26 +197,8 @@ func startFleet(ctx context.Context, t *tools, cfg fleetConfig) (f *fleet, err e
 	if err := waitHTTP(ctx, f.responder, "http://"+httpAddr+"/.well-known/acme-challenge/bench-probe", false); err != nil {
 		return nil, err
 	}
-	for i := range cfg.workers {
-		port, err := stack.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		w, err := start("worker-"+strconv.Itoa(i), []string{
-			"ACMEQ_REDIS_URL=" + f.redis.URL(),
-			"ACMEQ_SECRET_KEY=" + secretKey,
-			"ACMEQ_WORKER_NAME=bench-worker-" + strconv.Itoa(i),
-			"ACMEQ_MAX_CONCURRENT_CHALLENGES=" + strconv.Itoa(cfg.cap),
-			"ACMEQ_HTTP01_SELF_CHECK_PORT=" + strconv.Itoa(httpPort),
-			"ACMEQ_HTTP01_SELF_CHECK_ADDRESS=127.0.0.1",
-			"ACMEQ_LISTEN=" + listen,
-		}, "worker")
-		if err != nil {
-			return nil, err
-		}
-		f.workers = append(f.workers, w)
-		if err := waitHTTP(ctx, w, "http://"+listen+"/readyz", true); err != nil {
+	for range cfg.workers {
+		if _, err := f.addWorker(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -240,6 +206,54 @@ func startFleet(ctx context.Context, t *tools, cfg fleetConfig) (f *fleet, err e
 		return nil, err
 	}
 	return f, nil
+}
+
+// start starts an acmeq process.
+func (f *fleet) start(name string, env []string, args ...string) (*stack.Process, error) {
+	env = append(append([]string{
+		"ACMEQ_NATS_URL=" + f.nats.URL,
+		"ACMEQ_LOG_FORMAT=json",
+		"ACMEQ_LOG_LEVEL=info",
+	}, env...), f.cfg.extraEnv...)
+	if f.cfg.profile != nil && f.t.profiling {
+		f.profiles[name] = f.cfg.profile(name)
+		env = append(env, profileEnv+"="+f.profiles[name])
+	}
+	p, err := stack.StartProcess(stack.ProcessConfig{
+		Name: name, Bin: f.t.acmeq, Args: args, Env: env, Dir: f.dir,
+		LogFile: filepath.Join(f.dir, name+".log"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return p, nil
+}
+
+// addWorker starts one more `acmeq worker` and waits until it is ready.
+func (f *fleet) addWorker(ctx context.Context) (*stack.Process, error) {
+	i := len(f.workers)
+	port, err := stack.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	w, err := f.start("worker-"+strconv.Itoa(i), []string{
+		"ACMEQ_REDIS_URL=" + f.redis.URL(),
+		"ACMEQ_SECRET_KEY=" + f.secretKey,
+		"ACMEQ_WORKER_NAME=bench-worker-" + strconv.Itoa(i),
+		"ACMEQ_MAX_CONCURRENT_CHALLENGES=" + strconv.Itoa(f.cfg.cap),
+		"ACMEQ_HTTP01_SELF_CHECK_PORT=" + strconv.Itoa(f.httpPort),
+		"ACMEQ_HTTP01_SELF_CHECK_ADDRESS=127.0.0.1",
+		"ACMEQ_LISTEN=" + listen,
+	}, "worker")
+	if err != nil {
+		return nil, err
+	}
+	f.workers = append(f.workers, w)
+	if err := waitHTTP(ctx, w, "http://"+listen+"/readyz", true); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // waitHTTP polls url until it answers (200 if want200), p exits or

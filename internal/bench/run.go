@@ -561,7 +561,9 @@ func breakdown(w io.Writer, indent string, costs []*Cost, per func(func(*Cost) f
 	}
 	var rows []kv
 	for k := range keys {
-		rows = append(rows, kv{k, per(func(c *Cost) float64 { return float64(pick(c)[k]) })})
+		if v := per(func(c *Cost) float64 { return float64(pick(c)[k]) }); v >= 0.005 {
+			rows = append(rows, kv{k, v})
+		}
 	}
 	slices.SortFunc(rows, func(a, b kv) int { return cmp.Or(cmp.Compare(b.v, a.v), cmp.Compare(a.key, b.key)) })
 	for i, r := range rows {
