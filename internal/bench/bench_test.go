@@ -74,7 +74,7 @@ func TestSmoke(t *testing.T) {
 	if err := rep.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"certs/s", "client CPU per certificate", "one certificate at a time, p50", "nonce rejects / a clean run", "KV writes", "Redis calls by clients", "by process"} {
+	for _, want := range []string{"certs/s", "client CPU per certificate", "one certificate at a time, p50", "nonce rejects / the clean run", "KV writes", "Redis calls by clients", "by process"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
