@@ -44,8 +44,9 @@ type NATSProcess struct {
 
 // StartNATSProcess starts the nats-server binary bin (from
 // BuildNATSServer) with JetStream storing in dir/jetstream, and waits
-// until it is healthy. Its log goes to logFile ("" discards it).
-func StartNATSProcess(bin, dir, logFile string) (*NATSProcess, error) {
+// until it is healthy. Its log goes to logFile ("" discards it). extra
+// arguments are passed on (e.g. "--profile", port).
+func StartNATSProcess(bin, dir, logFile string, extra ...string) (*NATSProcess, error) {
 	portsDir := filepath.Join(dir, "ports")
 	if err := os.MkdirAll(portsDir, 0o755); err != nil {
 		return nil, fmt.Errorf("stack: nats-server: %w", err)
@@ -55,11 +56,11 @@ func StartNATSProcess(bin, dir, logFile string) (*NATSProcess, error) {
 	}
 	proc, err := StartProcess(ProcessConfig{
 		Name: "nats-server", Bin: bin, Dir: dir, LogFile: logFile,
-		Args: []string{
+		Args: append([]string{
 			"-a", "127.0.0.1", "-p", "-1", "-m", "-1",
 			"-js", "-sd", filepath.Join(dir, "jetstream"),
 			"--ports_file_dir", portsDir,
-		},
+		}, extra...),
 	})
 	if err != nil {
 		return nil, err
