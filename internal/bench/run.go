@@ -317,9 +317,6 @@ func ms(d time.Duration) string {
 	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
 }
 
-// cpuMS is ms, kept for the cost table.
-func cpuMS(d time.Duration) string { return ms(d) }
-
 // median of the values; 0 if there are none.
 func median(v []float64) float64 {
 	if len(v) == 0 {
