@@ -416,6 +416,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "\n%d run(s) found Pebble hung and were repeated on a fresh Pebble (not counted)\n", hangs)
 	}
 	rep.writeSideBySide(&b)
+	rep.writeRequests(&b)
 	rep.writeByProcess(&b)
 	rep.writeCost(&b)
 	_, err := io.WriteString(w, b.String())
@@ -503,6 +504,36 @@ func (rep *Report) writeSideBySide(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "time of a run with %d%% nonce rejects / the clean run of its round (median): baseline %.2fx, acmeq %.2fx (target for acmeq <= %.1fx: %s)\n", p, bs, as, NonceGoal, verdict)
 	}
+}
+
+// writeRequests splits the median ACME requests per certificate of the
+// clean throughput runs by endpoint (Pebble's log; registration and the
+// issuer's set-up included).
+func (rep *Report) writeRequests(b *strings.Builder) {
+	keys := map[string]bool{}
+	for _, rd := range rep.Rounds {
+		for _, r := range []Result{rd.Baseline, rd.Acmeq} {
+			for k := range r.ACMERequests {
+				keys[k] = true
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\nACME requests per certificate by endpoint (medians of the clean runs):\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REQUEST\tBASELINE\tACMEQ")
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		per := func(r Result) float64 { return float64(r.ACMERequests[k]) / float64(max(r.Issued, 1)) }
+		vb, _ := rep.medianOf(pickBaseline, per)
+		va, _ := rep.medianOf(pickAcmeq, per)
+		if vb < 0.005 && va < 0.005 {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\n", k, vb, va)
+	}
+	_ = tw.Flush()
 }
 
 // writeByProcess splits the median client CPU per certificate of the
