@@ -95,7 +95,9 @@ func NewHTTPClient(o Options) (*http.Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	return &http.Client{Transport: &hookTransport{base: tr, observe: o.Observe}, Timeout: timeout}, nil
+	// nonceTransport is outermost: a nonce it answers from a badNonce
+	// response is no request to the CA (nonce.go).
+	return &http.Client{Transport: newNonceTransport(&hookTransport{base: tr, observe: o.Observe}), Timeout: timeout}, nil
 }
 
 // New returns a Client for key at the CA of o. kid is the account URL when
@@ -109,16 +111,6 @@ func New(o Options, hc *http.Client, key crypto.Signer, kid string) *Client {
 		KID:          acme.KeyID(kid),
 		RetryBackoff: noSleepBackoff,
 	})
-}
-
-// noSleepBackoff lets the library retry a bad nonce at once (it is a
-// protocol detail, not a wait), and nothing else: rate limits and server
-// errors come back to acmeq, which waits by NakWithDelay.
-func noSleepBackoff(n int, r *http.Request, res *http.Response) time.Duration {
-	if n <= 3 && res != nil && res.StatusCode == http.StatusBadRequest {
-		return 0
-	}
-	return -1
 }
 
 type hookKey struct{}

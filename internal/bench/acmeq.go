@@ -4,144 +4,212 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"maps"
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/acmeq/acmeq/internal/dev"
 	"github.com/acmeq/acmeq/producer"
 )
 
-// publishers is how many goroutines publish the requests (the producer's
-// side, not what is measured).
-const publishers = 8
+const (
+	// publishers is how many goroutines publish the requests (the
+	// producer's side, not what is measured).
+	publishers = 8
+	// idleStable is how long the fleet must be still before each
+	// certificate of a latency run: it starts on an idle fleet.
+	idleStable = 200 * time.Millisecond
+)
 
-// Acmeq issues the same n certificates as Baseline (two names each)
-// through acmeq: a fresh dev stack (embedded NATS, redis-server, its own
-// fresh Pebble, the HTTP-01 responder and workers workers) in a temporary
-// directory. The clock runs from the first request published to the last
-// Certificate seen Ready (env.WaitCertificates); then the bench waits for
-// the stack to be quiet and counts the Cost.
-//
-// The deadline is TimeoutBase + n*TimeoutPerCertificate. The error is
-// Result.Err, as for Baseline.
-func Acmeq(ctx context.Context, n, workers int) (Result, error) {
-	r := acmeqRun(ctx, n, workers, defaultTimeout(n), "")
-	return r, r.Err
+// acmeqConfig is one acmeq run.
+type acmeqConfig struct {
+	mode            string
+	n, workers, cap int
+	nonceReject     int
+	timeout         time.Duration
+	// profile, if set, names the CPU profile of each acmeq process.
+	profile func(process string) string
 }
 
-func acmeqRun(ctx context.Context, n, workers int, timeout time.Duration, profile string) (res Result) {
-	res = Result{Kind: "acmeq", N: n}
-	dir, err := os.MkdirTemp("", "acmeq-bench-")
-	if err != nil {
-		res.Err = fmt.Errorf("bench: %w", err)
-		return res
+// acmeqRun issues the same n certificates as the baseline (two names
+// each) through a fresh fleet (see fleet). A throughput run publishes all
+// of them at once; the clock runs from the first publish to the last
+// Certificate seen Ready, the CPU until the fleet is quiet again. A
+// latency run publishes one at a time, each once the fleet is idle, and
+// keeps each one's time from publish to Ready. A breakdown run is a
+// throughput run with the instrumented meter.
+func acmeqRun(ctx context.Context, t *tools, cfg acmeqConfig) (res Result) {
+	res = Result{Kind: KindAcmeq, Mode: cfg.mode, N: cfg.n, NonceRejectPercent: cfg.nonceReject}
+	var profile func(string) string
+	if cfg.profile != nil && cfg.mode == ModeThroughput {
+		profile = cfg.profile
 	}
-	defer os.RemoveAll(dir)
-	reqs := newRequestCounter()
-	env, err := dev.Start(ctx, dev.Options{Dir: dir, Workers: workers, PebbleLog: reqs})
+	f, err := startFleet(ctx, t, fleetConfig{workers: cfg.workers, cap: cfg.cap, nonceReject: cfg.nonceReject, profile: profile})
 	if err != nil {
 		res.Err = fmt.Errorf("bench: acmeq: %w", err)
 		return res
 	}
-	defer env.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: env.Stack.Redis.Addr})
-	defer rdb.Close()
-	m, err := startMeter(ctx, env.JS, env.Stack.NATS.Server, rdb, env.Stack.Redis.Addr)
+	defer f.close()
+	m, err := startMeter(ctx, f, cfg.mode == ModeBreakdown)
 	if err != nil {
 		res.Err = err
 		return res
 	}
 	defer m.close()
-
-	names := make([]string, n)
-	for i := range n {
-		names[i] = CertName(i)
-	}
-	rctx, stop := runContext(ctx, env.Stack.Pebble, timeout)
-	defer stop()
-	type waited struct {
-		got map[string]dev.Result
-		err error
-	}
-	done := make(chan waited, 1)
-	redisCPU0, err := redisCPU(ctx, rdb)
+	watch, err := startReadyWatch(ctx, f.st)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	stopProfile, err := startProfile(profile)
-	if err != nil {
-		res.addError(err.Error())
+	defer watch.stop()
+
+	names := make([]string, cfg.n)
+	for i := range cfg.n {
+		names[i] = CertName(i)
 	}
-	reqs0 := reqs.snapshot()
-	start, cpu0 := time.Now(), processCPU()
-	// The watch delivers what is already there first, so it may start
-	// after the first requests.
-	go func() {
-		got, err := env.WaitCertificates(rctx, dev.Namespace, names)
-		done <- waited{got, err}
-	}()
+	rctx, stop := runContext(ctx, f.ca.pebble, cfg.timeout, watch.count)
+	defer stop()
+	clientPIDs, caPIDs := f.clientPIDs(), f.ca.pids()
+	redis0, err := redisCPU(ctx, f.rdb)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	f.startProfiles()
+	client0, ca0 := snapshotCPU(clientPIDs), snapshotCPU(caPIDs)
+	start, bench0 := time.Now(), processCPU()
+
+	var got map[string]outcome
+	if cfg.mode == ModeLatency {
+		got, err = f.oneByOne(rctx, watch, names, &res)
+	} else {
+		got, err = f.allAtOnce(rctx, watch, names, &res)
+	}
+	// The last Ready.
+	for _, o := range got {
+		if d := o.at.Sub(start); d > res.Wall {
+			res.Wall = d
+		}
+	}
+	if len(got) < len(names) {
+		res.Wall = time.Since(start)
+	}
+	for _, n := range names {
+		o, ok := got[n]
+		switch {
+		case !ok:
+		case o.ready:
+			res.Issued++
+		default:
+			res.Failed++
+			res.addError(n + ": " + o.message)
+		}
+	}
+	res.Load = loadAverage()
+	switch {
+	case ctx.Err() != nil:
+		res.Err = ctx.Err()
+		return res
+	case err != nil && rctx.Err() != nil:
+		res.Err = runError(rctx, f.ca.pebble, cfg.timeout, res.Wall)
+		if errors.Is(res.Err, ErrPebbleHang) {
+			return res
+		}
+	case err != nil:
+		res.Err = fmt.Errorf("bench: acmeq: %w", err)
+	}
+	stop()
+	// The trailing work (clean-ups, events) is part of each certificate's
+	// cost: the CPU window ends when the fleet is quiet.
+	seqs, notQuiet, qerr := m.quiet(ctx)
+	client := snapshotCPU(clientPIDs).since(client0)
+	res.CACPU = sum(snapshotCPU(caPIDs).since(ca0))
+	res.BenchCPU = processCPU() - bench0
+	if perr := f.stopProfiles(); perr != nil {
+		res.addError(perr.Error())
+	}
+	res.Profiles = maps.Clone(f.profiles)
+	res.CPU = sum(client)
+	res.ByProcess = client
+	if r1, err := redisCPU(ctx, f.rdb); err == nil {
+		res.RedisCPU = r1 - redis0
+		res.ByProcess["redis-server"] = res.RedisCPU
+	}
+	res.ACMERequests = f.ca.requests()
+	if qerr != nil {
+		if res.Err == nil {
+			res.Err = qerr
+		}
+		return res
+	}
+	if res.Cost, err = m.finish(ctx, seqs, notQuiet, res.Issued); err != nil && res.Err == nil {
+		res.Err = err
+	}
+	return res
+}
+
+// allAtOnce publishes every request (publishers at a time) and waits for
+// every outcome.
+func (f *fleet) allAtOnce(ctx context.Context, watch *readyWatch, names []string, res *Result) (map[string]outcome, error) {
 	jobs := make(chan int)
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	for range min(publishers, max(n, 1)) {
+	for range min(publishers, max(len(names), 1)) {
 		wg.Go(func() {
 			for i := range jobs {
-				_, err := env.Producer.Request(rctx, producer.RequestOptions{
-					Namespace: dev.Namespace, Name: CertName(i), Issuer: dev.IssuerName, DNSNames: DNSNames(i),
-				})
-				if err != nil {
+				if err := f.request(ctx, i); err != nil {
 					mu.Lock()
-					res.addError(fmt.Sprintf("request %s: %v", CertName(i), err))
+					res.addError(err.Error())
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	for i := range n {
-		jobs <- i
+feed:
+	for i := range names {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
 	}
 	close(jobs)
 	wg.Wait()
-	w := <-done
-	res.Wall, res.CPU = time.Since(start), processCPU()-cpu0
-	stopProfile()
-	res.ACMERequests = reqs.since(reqs0)
-	res.Load = loadAverage()
-	if c, err := redisCPU(ctx, rdb); err == nil {
-		res.RedisCPU = c - redisCPU0
-	}
-	for _, r := range w.got {
-		if r.Ready {
-			res.Issued++
-		} else {
-			res.Failed++
-			res.addError(r.Name + ": " + r.Message)
+	return watch.waitAll(ctx, names)
+}
+
+// oneByOne publishes one request at a time, each once the fleet is idle,
+// and keeps each one's time from publish to Ready in res.Latencies.
+func (f *fleet) oneByOne(ctx context.Context, watch *readyWatch, names []string, res *Result) (map[string]outcome, error) {
+	got := map[string]outcome{}
+	for i, name := range names {
+		if _, _, err := waitQuiet(ctx, f.js, idleStable); err != nil {
+			return got, err
+		}
+		t0 := time.Now()
+		if err := f.request(ctx, i); err != nil {
+			return got, err
+		}
+		o, err := watch.wait(ctx, name)
+		if err != nil {
+			return got, err
+		}
+		got[name] = o
+		if o.ready {
+			res.Latencies = append(res.Latencies, o.at.Sub(t0))
 		}
 	}
-	switch {
-	case ctx.Err() != nil:
-		res.Err = ctx.Err()
-		return res
-	case w.err != nil && rctx.Err() != nil:
-		res.Err = runError(rctx, env.Stack.Pebble, timeout, res.Wall)
-		if errors.Is(res.Err, ErrPebbleHang) {
-			// Close the hung Pebble first: it drops the connections the
-			// workers' handlers wait on, so they stop at once.
-			env.Stack.Pebble.Close()
-			return res
-		}
-	case w.err != nil:
-		res.Err = fmt.Errorf("bench: acmeq: %w", w.err)
+	return got, nil
+}
+
+// request publishes certificate i.
+func (f *fleet) request(ctx context.Context, i int) error {
+	_, err := f.prod.Request(ctx, producer.RequestOptions{
+		Namespace: Namespace, Name: CertName(i), Issuer: IssuerName, DNSNames: DNSNames(i),
+	})
+	if err != nil {
+		return fmt.Errorf("request %s: %w", CertName(i), err)
 	}
-	stop()
-	if res.Cost, err = m.finish(ctx, res.Issued); err != nil && res.Err == nil {
-		res.Err = err
-	}
-	return res
+	return nil
 }

@@ -6,9 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -19,42 +19,44 @@ import (
 	"github.com/acmeq/acmeq/internal/stack"
 )
 
-// Polling schedule of the baseline: acmeq's own (worker.pollDelay), so the
-// baseline does not pay x/crypto/acme's one-second sleeps.
-const (
-	pollFirst = 50 * time.Millisecond
-	pollMax   = 2 * time.Second
-)
+// PollIntervalDefault is how often the baseline polls an authorization or
+// an order that is not done yet: a short, fixed schedule of its own (not
+// x/crypto/acme's one-second sleeps), so that the baseline is not
+// handicapped.
+const PollIntervalDefault = 20 * time.Millisecond
 
-// tlsALPNPort is what the stack gives Pebble; nothing serves it.
-const tlsALPNPort = 5001
-
-// Baseline issues n certificates of two names each with a bare
-// golang.org/x/crypto/acme client and concurrency goroutines, against a
-// fresh in-process Pebble with its own DNS server and HTTP-01 server. Each
-// certificate is: new-order, get each authorization, accept each http-01
-// challenge, poll the authorizations (50 ms doubling to 2 s), finalize,
-// poll the order on the same schedule, fetch the chain. The clock runs from
-// the first new-order to the last chain; registration is not timed.
-//
-// The deadline is TimeoutBase + n*TimeoutPerCertificate. The error is
-// Result.Err: set-up failures, ErrPebbleHang or ErrTimeout; certificates
-// that failed are counted in the Result.
-func Baseline(ctx context.Context, n, concurrency int) (Result, error) {
-	r := baseline(ctx, n, concurrency, defaultTimeout(n), "")
-	return r, r.Err
+// baselineConfig is one baseline run.
+type baselineConfig struct {
+	mode           string
+	n, concurrency int
+	nonceReject    int
+	poll, timeout  time.Duration
+	profile        string
 }
 
-func baseline(ctx context.Context, n, concurrency int, timeout time.Duration, profile string) (res Result) {
-	res = Result{Kind: "baseline", N: n}
-	concurrency = max(concurrency, 1)
-
-	dns, err := stack.StartDNS(net.IPv4(127, 0, 0, 1))
+// baseline issues n certificates of two names each with a bare
+// golang.org/x/crypto/acme client and concurrency goroutines (one for a
+// ModeLatency run, which keeps each certificate's time), against a fresh
+// Pebble process with its own DNS process; the HTTP-01 server is the
+// client's own, in this process. The client is built as acmeq builds its
+// own (acmeclient: pooled connections, badNonce retried at once, no
+// library sleeps). Each certificate is: new-order, get each
+// authorization, accept each http-01 challenge, poll the authorizations
+// every cfg.poll, finalize, poll the order on the same schedule, fetch the
+// chain. The clock runs from the first new-order to the last chain;
+// registration is not timed. CPU is this process's over that window.
+func baseline(ctx context.Context, t *tools, cfg baselineConfig) (res Result) {
+	res = Result{Kind: KindBaseline, Mode: cfg.mode, N: cfg.n, NonceRejectPercent: cfg.nonceReject}
+	concurrency := max(cfg.concurrency, 1)
+	if cfg.mode == ModeLatency {
+		concurrency = 1
+	}
+	dir, err := os.MkdirTemp("", "acmeq-bench-baseline-")
 	if err != nil {
-		res.Err = fmt.Errorf("bench: baseline: %w", err)
+		res.Err = fmt.Errorf("bench: %w", err)
 		return res
 	}
-	defer dns.Close()
+	defer os.RemoveAll(dir)
 	var tokens sync.Map // token -> key authorization
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,46 +66,54 @@ func baseline(ctx context.Context, n, concurrency int, timeout time.Duration, pr
 	srv := &http.Server{Handler: http01Handler(&tokens), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	reqs := newRequestCounter()
-	p, err := stack.StartPebble(stack.PebbleConfig{
-		HTTPPort: ln.Addr().(*net.TCPAddr).Port,
-		TLSPort:  tlsALPNPort,
-		DNSAddr:  dns.Addr,
-		Logger:   log.New(reqs, "", 0),
-	})
+	ca, err := startCA(t, dir, ln.Addr().(*net.TCPAddr).Port, cfg.nonceReject)
 	if err != nil {
 		res.Err = fmt.Errorf("bench: baseline: %w", err)
 		return res
 	}
-	defer p.Close()
+	defer ca.close()
 
-	cl, err := newAccount(ctx, p)
+	cl, hc, err := newAccount(ctx, ca.pebble)
 	if err != nil {
 		res.Err = err
 		return res
 	}
+	defer hc.CloseIdleConnections()
 
-	rctx, stop := runContext(ctx, p, timeout)
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		done int
+	)
+	progress := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return done
+	}
+	rctx, stop := runContext(ctx, ca.pebble, cfg.timeout, progress)
 	defer stop()
 	jobs := make(chan int)
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
-	stopProfile, err := startProfile(profile)
+	stopProfile, err := startProfile(cfg.profile)
 	if err != nil {
 		res.addError(err.Error())
 	}
-	reqs0 := reqs.snapshot()
+	caPIDs := ca.pids()
+	ca0 := snapshotCPU(caPIDs)
 	start, cpu0 := time.Now(), processCPU()
 	for range concurrency {
 		wg.Go(func() {
 			for i := range jobs {
-				err := issue(rctx, cl, &tokens, DNSNames(i))
+				t0 := time.Now()
+				err := issue(rctx, cl, &tokens, DNSNames(i), cfg.poll)
+				d := time.Since(t0)
 				mu.Lock()
+				done++
 				switch {
 				case err == nil:
 					res.Issued++
+					if cfg.mode == ModeLatency {
+						res.Latencies = append(res.Latencies, d)
+					}
 				case rctx.Err() == nil:
 					res.Failed++
 					res.addError(fmt.Sprintf("%s: %v", CertName(i), err))
@@ -113,7 +123,7 @@ func baseline(ctx context.Context, n, concurrency int, timeout time.Duration, pr
 		})
 	}
 feed:
-	for i := range n {
+	for i := range cfg.n {
 		select {
 		case jobs <- i:
 		case <-rctx.Done():
@@ -123,15 +133,20 @@ feed:
 	close(jobs)
 	wg.Wait()
 	res.Wall, res.CPU = time.Since(start), processCPU()-cpu0
+	res.CACPU = sum(snapshotCPU(caPIDs).since(ca0))
+	res.ByProcess = map[string]time.Duration{"bench (baseline client)": res.CPU}
 	stopProfile()
-	res.ACMERequests = reqs.since(reqs0)
+	if cfg.profile != "" {
+		res.Profiles = map[string]string{"baseline": cfg.profile}
+	}
 	res.Load = loadAverage()
 	switch {
 	case ctx.Err() != nil:
 		res.Err = ctx.Err()
-	case rctx.Err() != nil && res.Issued+res.Failed < n:
-		res.Err = runError(rctx, p, timeout, res.Wall)
+	case rctx.Err() != nil && res.Issued+res.Failed < cfg.n:
+		res.Err = runError(rctx, ca.pebble, cfg.timeout, res.Wall)
 	}
+	res.ACMERequests = ca.requests()
 	return res
 }
 
@@ -155,28 +170,28 @@ func http01Handler(tokens *sync.Map) http.Handler {
 
 // newAccount registers a fresh account at p and returns its client, built
 // as acmeq builds its own (acmeclient: no library sleeps, pooled
-// connections).
-func newAccount(ctx context.Context, p *stack.Pebble) (*acme.Client, error) {
+// connections, badNonce retried at once), and its HTTP client.
+func newAccount(ctx context.Context, p *stack.PebbleProcess) (*acme.Client, *http.Client, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("bench: account key: %w", err)
+		return nil, nil, fmt.Errorf("bench: account key: %w", err)
 	}
 	o := acmeclient.Options{DirectoryURL: p.DirectoryURL, CABundle: p.TLSCertPEM}
 	hc, err := acmeclient.NewHTTPClient(o)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
 	cl := acmeclient.New(o, hc, key, "")
 	acct, err := cl.Register(ctx, &acme.Account{Contact: []string{"mailto:bench@" + Domain}}, acme.AcceptTOS)
 	if err != nil {
-		return nil, fmt.Errorf("bench: register: %w", err)
+		return nil, nil, fmt.Errorf("bench: register: %w", err)
 	}
 	cl.KID = acme.KeyID(acct.URI)
-	return cl.Client, nil
+	return cl.Client, hc, nil
 }
 
-// issue obtains one certificate for names.
-func issue(ctx context.Context, cl *acme.Client, tokens *sync.Map, names []string) error {
+// issue obtains one certificate for names, polling every interval.
+func issue(ctx context.Context, cl *acme.Client, tokens *sync.Map, names []string, interval time.Duration) error {
 	o, err := cl.AuthorizeOrder(ctx, acme.DomainIDs(names...))
 	if err != nil {
 		return fmt.Errorf("new-order: %w", err)
@@ -211,7 +226,7 @@ func issue(ctx context.Context, cl *acme.Client, tokens *sync.Map, names []strin
 		pending = append(pending, u)
 	}
 	for _, u := range pending {
-		err := poll(ctx, func() (bool, error) {
+		err := poll(ctx, interval, func() (bool, error) {
 			a, err := cl.GetAuthorization(ctx, u)
 			if err != nil {
 				return false, fmt.Errorf("poll authorization: %w", err)
@@ -241,7 +256,7 @@ func issue(ctx context.Context, cl *acme.Client, tokens *sync.Map, names []strin
 		return fmt.Errorf("finalize: %w", err)
 	}
 	var certURL string
-	err = poll(ctx, func() (bool, error) {
+	err = poll(ctx, interval, func() (bool, error) {
 		got, err := cl.GetOrder(ctx, o.URI)
 		if err != nil {
 			return false, fmt.Errorf("poll order: %w", err)
@@ -267,12 +282,11 @@ func issue(ctx context.Context, cl *acme.Client, tokens *sync.Map, names []strin
 	return nil
 }
 
-// poll waits pollFirst, doubling to pollMax, between calls of check until
-// it reports done or fails.
-func poll(ctx context.Context, check func() (bool, error)) error {
-	t := time.NewTimer(pollFirst)
+// poll calls check every interval until it reports done or fails.
+func poll(ctx context.Context, interval time.Duration, check func() (bool, error)) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
-	for d := pollFirst; ; d = min(2*d, pollMax) {
+	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -282,6 +296,5 @@ func poll(ctx context.Context, check func() (bool, error)) error {
 		if err != nil || done {
 			return err
 		}
-		t.Reset(min(2*d, pollMax))
 	}
 }

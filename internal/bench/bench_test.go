@@ -9,44 +9,92 @@ import (
 	"time"
 )
 
-// TestBaselineAndAcmeq proves both sides issue, and that the cost is
-// counted, on a handful of certificates.
-func TestBaselineAndAcmeq(t *testing.T) {
-	const n = 5
-	ctx := t.Context()
-	b := baseline(ctx, n, 4, 30*time.Second, "")
-	if !b.OK() {
-		t.Fatalf("baseline: %s (errors %q)", b.summary(), b.Errors)
+// TestSmoke runs the whole benchmark on a handful of certificates: every
+// run completes on both sides (with 30% of nonces rejected too), the
+// cost is counted, nothing is dead-lettered, and the report has every
+// figure. The figures themselves are for `acmeq bench`, not for a test.
+func TestSmoke(t *testing.T) {
+	const n = 4
+	var progress strings.Builder
+	rep, err := Run(t.Context(), Options{N: n, Rounds: 1, LatencySamples: 3, Timeout: 2 * time.Minute, Progress: &progress})
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	a := acmeqRun(ctx, n, 2, 30*time.Second, "")
-	if !a.OK() {
-		t.Fatalf("acmeq: %s (errors %q)", a.summary(), a.Errors)
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("%d rounds, want 1", len(rep.Rounds))
 	}
-	c := a.Cost
-	if c == nil || c.Certificates != n {
-		t.Fatalf("acmeq cost = %+v, want %d certificates", c, n)
+	rd := rep.Rounds[0]
+	for _, r := range []Result{rd.Baseline, rd.Acmeq, rd.BaselineNonce, rd.AcmeqNonce, rd.BaselineLatency, rd.AcmeqLatency, *rep.Breakdown} {
+		if !r.OK() {
+			t.Errorf("%s: %s (errors %q)", r.name(), r.summary(), r.Errors)
+		}
+		if r.Mode == ModeLatency && len(r.Latencies) != r.N {
+			t.Errorf("%s: %d latencies, want %d", r.name(), len(r.Latencies), r.N)
+		}
+		if r.Mode != ModeLatency && r.Mode != ModeBreakdown && (r.CPU <= 0 || r.CACPU <= 0) {
+			t.Errorf("%s: client CPU %s, CA CPU %s: not measured", r.name(), r.CPU, r.CACPU)
+		}
 	}
-	// Every certificate takes at least its Certificate, CertificateRequest,
-	// Order and two Challenge transitions, and Redis for its challenges.
-	if c.WorkMessages < 5*n || c.Events == 0 || c.KVWrites < 5*n {
-		t.Errorf("acmeq cost too small to be real: %+v", c)
+	if rd.Acmeq.RedisCPU <= 0 || len(rd.Acmeq.ByProcess) != 5 {
+		t.Errorf("acmeq CPU by process = %v, redis %s: want worker-0, worker-1, http01, nats-server, redis-server", rd.Acmeq.ByProcess, rd.Acmeq.RedisCPU)
 	}
-	if c.RedisMonitorErr != nil {
-		t.Errorf("redis monitor: %v", c.RedisMonitorErr)
-	} else if c.RedisCalls == 0 || c.RedisCommands < c.RedisCalls/2 {
-		t.Errorf("redis counts: calls %d, commands %d", c.RedisCalls, c.RedisCommands)
+	// The nonce runs met rejections: Pebble's log shows more requests
+	// than the clean run's.
+	if total(rd.AcmeqNonce.ACMERequests) <= total(rd.Acmeq.ACMERequests) {
+		t.Errorf("acmeq with %d%% nonce rejects made %d ACME requests, the clean run %d: were nonces rejected?",
+			NonceRejectDefault, total(rd.AcmeqNonce.ACMERequests), total(rd.Acmeq.ACMERequests))
 	}
-	rep := &Report{Options: Options{N: n, Concurrency: 4, Workers: 2, Rounds: 1, Timeout: 30 * time.Second}, Rounds: []Round{{Baseline: b, Acmeq: a}}}
+	for _, r := range []Result{rd.Acmeq, rd.AcmeqNonce, *rep.Breakdown} {
+		c := r.Cost
+		if c == nil || c.Certificates != n {
+			t.Fatalf("%s: cost = %+v, want %d certificates", r.name(), c, n)
+		}
+		if c.DeadLetters != 0 {
+			t.Errorf("%s: %d dead letters", r.name(), c.DeadLetters)
+		}
+		// Every certificate takes at least its Certificate,
+		// CertificateRequest, Order and two Challenge transitions.
+		if c.WorkMessages < 5*n || c.Events == 0 || c.KVWrites < 5*n || c.RedisCommands == 0 || c.NATSMsgsIn == 0 {
+			t.Errorf("%s: cost too small to be real: %+v", r.name(), c)
+		}
+	}
+	bd := rep.Breakdown.Cost
+	if bd.RedisMonitorErr != nil {
+		t.Errorf("redis monitor: %v", bd.RedisMonitorErr)
+	} else if bd.RedisCalls == 0 || bd.RedisCommands < bd.RedisCalls/2 {
+		t.Errorf("redis counts: calls %d, commands %d", bd.RedisCalls, bd.RedisCommands)
+	}
+	for k := range bd.EventsByReason {
+		if strings.HasSuffix(k, "/PoisonMessage") {
+			t.Errorf("event %s in the breakdown run", k)
+		}
+	}
 	var out strings.Builder
 	if err := rep.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"median certs/s", "ratio acmeq/baseline", "KV writes", "Redis calls"} {
+	for _, want := range []string{"certs/s", "client CPU per certificate", "one certificate at a time, p50", "nonce rejects / the clean run", "KV writes", "Redis calls by clients", "by process"} {
 		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
+			t.Errorf("report lacks %q", want)
 		}
 	}
 	t.Logf("\n%s", out.String())
+}
+
+func TestPercentile(t *testing.T) {
+	r := Result{}
+	for i := 100; i >= 1; i-- {
+		r.Latencies = append(r.Latencies, time.Duration(i)*time.Millisecond)
+	}
+	for p, want := range map[float64]time.Duration{50: 50 * time.Millisecond, 99: 99 * time.Millisecond, 100: 100 * time.Millisecond, 1: time.Millisecond} {
+		if got := r.Percentile(p); got != want {
+			t.Errorf("Percentile(%v) = %s, want %s", p, got, want)
+		}
+	}
+	if got := (Result{Latencies: []time.Duration{7}}).Percentile(99); got != 7 {
+		t.Errorf("Percentile of one = %s", got)
+	}
 }
 
 func TestParseCommandStats(t *testing.T) {
@@ -85,42 +133,6 @@ func TestMonitorArgs(t *testing.T) {
 	}
 }
 
-func TestLockWaiters(t *testing.T) {
-	dump := `goroutine 1 [running]:
-main.main()
-	/x/main.go:1 +0x1
-
-goroutine 7 [sync.RWMutex.RLock, 2 minutes]:
-sync.runtime_SemacquireRWMutexR(0xc0001, 0x0, 0x0)
-	/go/src/runtime/sema.go:100 +0x25
-github.com/letsencrypt/pebble/v2/db.(*MemoryStore).FindValidAuthorization(0xc000123, {0xc0002, 0x20}, {{0xc0003, 0x3}, {0xc0004, 0x10}})
-	/m/pebble/v2@v2.10.1/db/memorystore.go:321 +0x9c
-github.com/letsencrypt/pebble/v2/wfe.(*WebFrontEndImpl).makeAuthorizations(...)
-	/m/pebble/v2@v2.10.1/wfe/wfe.go:1563
-
-goroutine 9 [sync.Mutex.Lock]:
-github.com/acmeq/acmeq/other.F()
-	/x/other.go:1 +0x1
-
-goroutine 8 [chan receive]:
-github.com/letsencrypt/pebble/v2/db.(*MemoryStore).X()
-	/m/db/memorystore.go:1 +0x1
-`
-	got := parseLockWaiters(dump)
-	if len(got) != 1 || got["7"] != "db.(*MemoryStore).FindValidAuthorization" {
-		t.Fatalf("parseLockWaiters = %q", got)
-	}
-	if fn := stuck(nil, got, got); fn != got["7"] {
-		t.Errorf("stuck across two dumps = %q", fn)
-	}
-	if fn := stuck(got, got, got); fn != "" {
-		t.Errorf("stuck before the run counted: %q", fn)
-	}
-	if fn := stuck(nil, map[string]string{}, got); fn != "" {
-		t.Errorf("stuck on first sight: %q", fn)
-	}
-}
-
 func TestMedian(t *testing.T) {
 	for _, tc := range []struct {
 		in   []float64
@@ -132,44 +144,53 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-// BenchmarkIssuance issues a batch of certificates per iteration, each
-// iteration on a fresh Pebble (and, for acmeq, a fresh stack), and reports
-// certs/s. Run with: go test -run '^$' -bench Issuance ./internal/bench/
+// BenchmarkIssuance runs one round of the side-by-side benchmark per
+// iteration (200 certificates; no nonce, latency or breakdown runs) and
+// reports both sides' rates and client CPU. `acmeq bench` is the full
+// version. Run with: go test -run '^$' -bench Issuance ./internal/bench/
 func BenchmarkIssuance(b *testing.B) {
-	const batch = 20
-	b.Run("baseline", func(b *testing.B) {
-		var issued int
-		var wall time.Duration
-		for b.Loop() {
-			r := baseline(b.Context(), batch, ConcurrencyDefault, defaultTimeout(batch), "")
-			if !r.OK() {
-				b.Fatalf("baseline: %s", r.summary())
-			}
-			issued += r.Issued
-			wall += r.Wall
+	var rounds []Round
+	for b.Loop() {
+		rep, err := Run(b.Context(), Options{N: 200, Rounds: 1, NonceRejectPercent: -1, LatencySamples: -1, NoBreakdown: true})
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.ReportMetric(float64(issued)/wall.Seconds(), "certs/s")
-	})
-	b.Run("acmeq", func(b *testing.B) {
-		var issued int
-		var wall time.Duration
-		var cost Cost
-		for b.Loop() {
-			r := acmeqRun(b.Context(), batch, WorkersDefault, defaultTimeout(batch), "")
-			if !r.OK() {
-				b.Fatalf("acmeq: %s", r.summary())
-			}
-			issued += r.Issued
-			wall += r.Wall
-			cost.Certificates += r.Cost.Certificates
-			cost.WorkMessages += r.Cost.WorkMessages
-			cost.Events += r.Cost.Events
-			cost.KVWrites += r.Cost.KVWrites
-			cost.RedisCalls += r.Cost.RedisCalls
+		rd := rep.Rounds[0]
+		if !rd.Baseline.OK() || !rd.Acmeq.OK() {
+			b.Fatalf("baseline: %s; acmeq: %s", rd.Baseline.summary(), rd.Acmeq.summary())
 		}
-		b.ReportMetric(float64(issued)/wall.Seconds(), "certs/s")
-		b.ReportMetric(cost.Per(float64(cost.Messages())), "msgs/cert")
-		b.ReportMetric(cost.Per(float64(cost.KVWrites)), "kvwrites/cert")
-		b.ReportMetric(cost.Per(float64(cost.RedisCalls)), "redis/cert")
-	})
+		rounds = append(rounds, rd)
+	}
+	rep := &Report{Rounds: rounds}
+	base, acq, ratio := rep.Medians()
+	bcpu, _ := rep.medianOf(pickBaseline, func(r Result) float64 { return float64(r.CPUPerCert()) })
+	acpu, _ := rep.medianOf(pickAcmeq, func(r Result) float64 { return float64(r.CPUPerCert()) })
+	b.ReportMetric(base, "baseline-certs/s")
+	b.ReportMetric(acq, "acmeq-certs/s")
+	b.ReportMetric(ratio, "ratio")
+	b.ReportMetric(bcpu/1e6, "baseline-cpu-ms/cert")
+	b.ReportMetric(acpu/1e6, "acmeq-cpu-ms/cert")
+}
+
+// BenchmarkWorkerRSS queues 100,000 certificates onto a worker (and starts
+// a second one into the full queue) and reports the workers' largest RSS;
+// the target is under 100 MiB and flat. It takes minutes. Run with:
+// go test -run '^$' -bench WorkerRSS -benchtime 1x -timeout 30m ./internal/bench/
+func BenchmarkWorkerRSS(b *testing.B) {
+	for b.Loop() {
+		res, err := Memory(b.Context(), MemoryOptions{})
+		var out strings.Builder
+		_ = res.WriteText(&out)
+		b.Logf("\n%s", out.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		w0, w1 := res.Max("worker-0"), res.Max("worker-1")
+		b.ReportMetric(float64(res.Idle)/(1<<20), "idle-MiB")
+		b.ReportMetric(float64(w0)/(1<<20), "worker0-max-MiB")
+		b.ReportMetric(float64(w1)/(1<<20), "worker1-max-MiB")
+		if max(w0, w1) > MemoryGoal {
+			b.Errorf("a worker reached %s with %d certificates queued, over the target of %s", mib(max(w0, w1)), res.Options.N, mib(MemoryGoal))
+		}
+	}
 }

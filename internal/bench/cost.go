@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -46,7 +45,7 @@ const (
 )
 
 // Cost is what a run cost acmeq in total, from just before the first
-// request to the moment the stack was quiet again after the last Ready
+// request to the moment the fleet was quiet again after the last Ready
 // (trailing clean-ups and events included).
 type Cost struct {
 	// Certificates the cost is divided by (those issued).
@@ -83,6 +82,11 @@ type Cost struct {
 	// NotQuiet is set when the stack was still busy quietMax after the last
 	// Ready: the counts then include whatever it was still doing.
 	NotQuiet bool
+	// Instrumented: WorkByKind, EventsByReason and the Redis calls by
+	// clients (RedisCalls, RedisByCommand, RedisIdleCalls) were counted,
+	// at some CPU cost to nats-server and redis-server. Otherwise only
+	// the passive counters are set.
+	Instrumented bool
 }
 
 // Messages are the JetStream messages of the budget: work transitions,
@@ -97,13 +101,18 @@ func (c *Cost) Per(v float64) float64 {
 	return v / float64(c.Certificates)
 }
 
-// meter counts what the stack does between start and finish.
+// meter counts what the stack does between start and finish. Passive
+// counters (stream sequences, INFO commandstats, varz) cost the stack
+// almost nothing; an instrumented meter also subscribes to every
+// transition and event and runs MONITOR on Redis, which costs nats-server
+// and redis-server CPU: its runs are for the breakdown, not for CPU.
 type meter struct {
-	js     jetstream.JetStream
-	srv    *server.Server
-	rdb    *redis.Client
-	mon    *monitor
-	monErr error
+	js         jetstream.JetStream
+	inMsgs     func(context.Context) (int64, error)
+	rdb        *redis.Client
+	instrument bool
+	mon        *monitor
+	monErr     error
 
 	sub      *subjectCounter
 	streams0 map[string]uint64
@@ -112,34 +121,37 @@ type meter struct {
 	started  time.Time
 }
 
-// startMeter waits for the stack to be quiet (the issuer's set-up done),
-// takes the first snapshot and starts watching Redis.
-func startMeter(ctx context.Context, js jetstream.JetStream, srv *server.Server, rdb *redis.Client, redisAddr string) (*meter, error) {
-	m := &meter{js: js, srv: srv, rdb: rdb}
+// startMeter waits for the fleet to be quiet (the issuer's set-up done)
+// and takes the first snapshot; instrumented, it starts counting subjects
+// and Redis calls.
+func startMeter(ctx context.Context, f *fleet, instrument bool) (*meter, error) {
+	m := &meter{js: f.js, inMsgs: f.nats.InMsgs, rdb: f.rdb, instrument: instrument}
 	var err error
 	if m.streams0, _, err = m.quiet(ctx); err != nil {
 		return nil, err
 	}
-	if m.sub, err = startSubjectCounter(js.Conn()); err != nil {
+	if instrument {
+		if m.sub, err = startSubjectCounter(f.nc); err != nil {
+			return nil, err
+		}
+		m.mon, m.monErr = startMonitor(f.redis.Addr)
+		if m.mon != nil {
+			// With the script cache empty, each script's first EVALSHA falls
+			// back to EVAL with its source (go-redis does), which names the
+			// script in the breakdown. It costs two calls per script per run.
+			if err := f.rdb.ScriptFlush(ctx).Err(); err != nil {
+				return nil, fmt.Errorf("bench: redis script flush: %w", err)
+			}
+			if err := m.mon.mark(ctx, f.rdb, markStart); err != nil {
+				m.mon.close()
+				m.mon, m.monErr = nil, err
+			}
+		}
+	}
+	if m.cmds0, err = commandStats(ctx, f.rdb); err != nil {
 		return nil, err
 	}
-	m.mon, m.monErr = startMonitor(redisAddr)
-	if m.mon != nil {
-		// With the script cache empty, each script's first EVALSHA falls
-		// back to EVAL with its source (go-redis does), which names the
-		// script in the breakdown. It costs two calls per script per run.
-		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
-			return nil, fmt.Errorf("bench: redis script flush: %w", err)
-		}
-		if err := m.mon.mark(ctx, rdb, markStart); err != nil {
-			m.mon.close()
-			m.mon, m.monErr = nil, err
-		}
-	}
-	if m.cmds0, err = commandStats(ctx, rdb); err != nil {
-		return nil, err
-	}
-	if m.varz0, err = inMsgs(srv); err != nil {
+	if m.varz0, err = m.inMsgs(ctx); err != nil {
 		return nil, err
 	}
 	m.started = time.Now()
@@ -154,18 +166,16 @@ func (m *meter) close() {
 	}
 }
 
-// finish waits for the stack to be quiet again and returns the cost over
-// issued certificates.
-func (m *meter) finish(ctx context.Context, issued int) (*Cost, error) {
-	streams1, notQuiet, err := m.quiet(ctx)
-	if err != nil {
-		return nil, err
-	}
+// finish returns the cost over issued certificates, given the stream
+// sequences of the quiet fleet after the run (from quiet).
+func (m *meter) finish(ctx context.Context, streams1 map[string]uint64, notQuiet bool, issued int) (*Cost, error) {
 	busy := time.Since(m.started)
-	c := &Cost{Certificates: issued, NotQuiet: notQuiet, KVByBucket: map[string]uint64{}}
-	c.WorkByKind, c.EventsByReason, err = m.sub.counts()
-	if err != nil {
-		return nil, err
+	c := &Cost{Certificates: issued, NotQuiet: notQuiet, KVByBucket: map[string]uint64{}, Instrumented: m.instrument}
+	if m.sub != nil {
+		var err error
+		if c.WorkByKind, c.EventsByReason, err = m.sub.counts(); err != nil {
+			return nil, err
+		}
 	}
 	for name, seq := range streams1 {
 		d := seq - m.streams0[name]
@@ -189,18 +199,21 @@ func (m *meter) finish(ctx context.Context, issued int) (*Cost, error) {
 	}
 	for cmd, n := range cmds1 {
 		switch cmd {
-		case "info", "echo", "monitor":
+		case "info", "echo", "monitor", "script|flush":
 			// bench's own.
 		default:
 			c.RedisCommands += n - m.cmds0[cmd]
 		}
 	}
-	v, err := inMsgs(m.srv)
+	v, err := m.inMsgs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c.NATSMsgsIn = v - m.varz0
 
+	if !m.instrument {
+		return c, nil
+	}
 	if m.mon == nil {
 		c.RedisMonitorErr = m.monErr
 		return c, nil
@@ -230,8 +243,15 @@ func (m *meter) finish(ctx context.Context, issued int) (*Cost, error) {
 // quietStable (at most quietMax), and returns the last sequence of every
 // stream; notQuiet reports the wait ran out.
 func (m *meter) quiet(ctx context.Context) (seqs map[string]uint64, notQuiet bool, err error) {
+	return waitQuiet(ctx, m.js, quietStable)
+}
+
+// waitQuiet waits until no work message is left and no stream changed for
+// stable (at most quietMax).
+func waitQuiet(ctx context.Context, js jetstream.JetStream, stable time.Duration) (seqs map[string]uint64, notQuiet bool, err error) {
 	deadline := time.Now().Add(quietMax)
-	prev, pending, err := streamSeqs(ctx, m.js)
+	poll := min(stable/5, 100*time.Millisecond)
+	prev, pending, err := streamSeqs(ctx, js)
 	if err != nil {
 		return nil, false, err
 	}
@@ -240,15 +260,15 @@ func (m *meter) quiet(ctx context.Context) (seqs map[string]uint64, notQuiet boo
 		select {
 		case <-ctx.Done():
 			return nil, false, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
-		cur, p, err := streamSeqs(ctx, m.js)
+		cur, p, err := streamSeqs(ctx, js)
 		if err != nil {
 			return nil, false, err
 		}
 		if pending > 0 || p > 0 || !maps.Equal(prev, cur) {
 			prev, pending, since = cur, p, time.Now()
-		} else if time.Since(since) >= quietStable {
+		} else if time.Since(since) >= stable {
 			return cur, false, nil
 		}
 		if time.Now().After(deadline) {
@@ -273,14 +293,6 @@ func streamSeqs(ctx context.Context, js jetstream.JetStream) (map[string]uint64,
 		return nil, 0, fmt.Errorf("bench: list streams: %w", err)
 	}
 	return out, pending, nil
-}
-
-func inMsgs(srv *server.Server) (int64, error) {
-	v, err := srv.Varz(nil)
-	if err != nil {
-		return 0, fmt.Errorf("bench: nats varz: %w", err)
-	}
-	return v.InMsgs, nil
 }
 
 // commandStats returns INFO commandstats' calls by command.
