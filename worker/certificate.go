@@ -21,10 +21,6 @@ func RequestName(cert string, revision int) string {
 	return messages.DerivedName(cert, "-"+strconv.Itoa(revision))
 }
 
-// nextKeySecretName holds the private key of a revision until issuance.
-func nextKeySecretName(cert string, revision int) string {
-	return messages.DerivedName(cert, "-"+strconv.Itoa(revision)+"-key")
-}
 
 // labelSpecHash records on a CertificateRequest the spec hash of the
 // Certificate it was made for.
@@ -298,8 +294,14 @@ func (r *certRun) issue(ctx context.Context, why *trigger) (Outcome, error) {
 		return r.secretConflict(ctx, err)
 	}
 	rev := cert.Status.Revision + 1
-	crName, keyName := RequestName(name, rev), nextKeySecretName(name, rev)
+	// The key of the revision is kept in the request's own Secret, where
+	// the order adds the issued chain: one Secret per request.
+	crName := RequestName(name, rev)
+	keyName := crName
 	key, generated, err := r.nextKey(ctx, keyName)
+	if errors.Is(err, store.ErrOwned) {
+		return r.secretConflict(ctx, err)
+	}
 	if err != nil {
 		return Done(), err
 	}
@@ -345,10 +347,11 @@ func (r *certRun) issue(ctx context.Context, why *trigger) (Outcome, error) {
 	return Done(), w.publish(ctx, messages.KindCertificateRequest, ns, crName, messages.ActionCreated, "", incarnation(&cr.Metadata))
 }
 
-// nextKey returns the private key of the next revision, stored once in a
-// temporary Secret (Create semantics: a redelivered message reuses it, so
-// the CSR always matches the key). With rotationPolicy Never the key of the
-// Secret is kept while it matches spec.privateKey.
+// nextKey returns the private key of the next revision, stored once in
+// the request's Secret (Create semantics: a redelivered message reuses it,
+// so the CSR always matches the key), which the request owns. With
+// rotationPolicy Never the key of the Secret is kept while it matches
+// spec.privateKey.
 func (r *certRun) nextKey(ctx context.Context, keyName string) (crypto.Signer, bool, error) {
 	w, ns := r.w, r.ns()
 	data, err := w.store.GetSecret(ctx, ns, keyName)
@@ -370,10 +373,11 @@ func (r *certRun) nextKey(ctx context.Context, keyName string) (crypto.Signer, b
 	if err != nil {
 		return nil, false, err
 	}
-	if err := w.store.ClaimSecret(ctx, ns, keyName, r.ref); err != nil {
+	crRef := messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: keyName}
+	if err := w.store.ClaimSecret(ctx, ns, keyName, crRef); err != nil {
 		return nil, false, fmt.Errorf("certificate %s/%s: store private key: %w", ns, r.name(), err)
 	}
-	if err := w.store.CreateSecret(ctx, ns, keyName, map[string][]byte{messages.SecretTLSKey: pemKey}, &r.ref); err != nil {
+	if err := w.store.CreateSecret(ctx, ns, keyName, map[string][]byte{messages.SecretTLSKey: pemKey}, &crRef); err != nil {
 		// ErrExists: another worker won; redeliver and use its key.
 		return nil, false, fmt.Errorf("certificate %s/%s: store private key: %w", ns, r.name(), errors.Join(err, store.ErrConflict))
 	}
@@ -433,9 +437,8 @@ func (r *certRun) storeIssued(ctx context.Context, cr *messages.CertificateReque
 	if err != nil {
 		return Done(), err
 	}
-	if err := w.store.ClaimSecret(ctx, ns, cert.Spec.SecretName, r.ref); err != nil {
-		return r.secretConflict(ctx, err)
-	}
+	// The Secret was claimed when this revision was requested; a claim is
+	// never taken over, so it is still ours.
 	if err := w.store.PutSecret(ctx, ns, cert.Spec.SecretName, out, &r.ref); err != nil {
 		return Done(), err
 	}
@@ -473,13 +476,9 @@ func (r *certRun) issuedSecret(ctx context.Context, cr *messages.CertificateRequ
 	w, ns, name := r.w, r.ns(), r.name()
 	chain, err := w.store.GetSecret(ctx, ns, cr.Metadata.Name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("certificate %s/%s: read issued chain: %w", ns, name, err)
+		return nil, nil, fmt.Errorf("certificate %s/%s: read the key and issued chain of revision %d: %w", ns, name, rev, err)
 	}
-	keyData, err := w.store.GetSecret(ctx, ns, nextKeySecretName(name, rev))
-	if err != nil {
-		return nil, nil, fmt.Errorf("certificate %s/%s: read private key of revision %d: %w", ns, name, rev, err)
-	}
-	key, err := parseKeyPEM(keyData[messages.SecretTLSKey])
+	key, err := parseKeyPEM(chain[messages.SecretTLSKey])
 	if err != nil {
 		return nil, nil, fmt.Errorf("certificate %s/%s: %w", ns, name, err)
 	}
@@ -542,18 +541,13 @@ func (r *certRun) refreshARI(ctx context.Context) bool {
 	return true
 }
 
-// cleanUpAfterIssue removes the temporary key and the history beyond
-// spec.revisionHistoryLimit. Failures are logged: the next issuance tries
+// cleanUpAfterIssue removes the history beyond spec.revisionHistoryLimit
+// (each request goes with its Order and its Secret, which holds that
+// revision's key and chain). Failures are logged: the next issuance tries
 // again.
 func (r *certRun) cleanUpAfterIssue(ctx context.Context, rev int) {
 	w, ns := r.w, r.ns()
 	ctx = context.WithoutCancel(ctx)
-	keyName := nextKeySecretName(r.name(), rev)
-	if err := w.store.Delete(ctx, messages.KindSecret, ns, keyName); err != nil {
-		logger(ctx).Warn("delete temporary key secret", "err", err)
-	} else if err := w.store.ReleaseSecret(ctx, ns, keyName, r.ref); err != nil {
-		logger(ctx).Warn("release temporary key secret", "err", err)
-	}
 	limit := messages.RevisionHistoryLimitDefault
 	if l := r.cert.Spec.RevisionHistoryLimit; l != nil && *l > 0 {
 		limit = *l
@@ -598,14 +592,6 @@ func deleteRequest(ctx context.Context, st *store.Store, cr *messages.Certificat
 	return st.Delete(ctx, messages.KindCertificateRequest, ns, cr.Metadata.Name)
 }
 
-// putOwnedSecret claims a Secret for owner and writes it; a Secret of
-// another owner is never overwritten.
-func (w *Worker) putOwnedSecret(ctx context.Context, ns, name string, data map[string][]byte, owner messages.ObjectReference) error {
-	if err := w.store.ClaimSecret(ctx, ns, name, owner); err != nil {
-		return err
-	}
-	return w.store.PutSecret(ctx, ns, name, data, &owner)
-}
 
 // removeCondition drops the condition of type typ.
 func removeCondition(conds *[]messages.Condition, typ string) {

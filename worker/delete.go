@@ -47,13 +47,6 @@ func removeCertificate(ctx context.Context, st *store.Store, js jetstream.JetStr
 		if err := deleteRequest(ctx, st, cr); err != nil {
 			return err
 		}
-		key := nextKeySecretName(name, rev)
-		if err := st.Delete(ctx, messages.KindSecret, ns, key); err != nil {
-			return err
-		}
-		if err := st.ReleaseSecret(ctx, ns, key, ref); err != nil {
-			return err
-		}
 	}
 	if err := st.ReleaseSecret(ctx, ns, cert.Spec.SecretName, ref); err != nil {
 		return err

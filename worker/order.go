@@ -168,11 +168,12 @@ func (r *orderRun) pending(ctx context.Context) (Outcome, error) {
 		w.grant(ctx)
 		return Done(), nil
 	}
-	// All challenges are valid: the order is ready at the CA. The finalize
-	// step claims it (state processing) in its first write.
+	// All challenges are valid: the order is ready at the CA. Submit the
+	// CSR at once (claiming the step first); a CA that disagrees says
+	// orderNotReady and the order is read again.
 	order.Status.State = messages.StateReady
 	order.Status.Attempts = 0
-	return r.finalize(ctx)
+	return r.submitCSR(ctx)
 }
 
 // badSolverError: no solver of the issuer can solve an authorization; the
@@ -253,7 +254,7 @@ func (r *orderRun) finalize(ctx context.Context) (Outcome, error) {
 	progress(ctx)
 	switch o.Status {
 	case acme.StatusReady:
-		return r.submitCSR(ctx, o)
+		return r.submitCSR(ctx)
 	case acme.StatusProcessing:
 		order.Status.Attempts++
 		if order.Status.State != messages.StateProcessing {
@@ -279,8 +280,10 @@ func (r *orderRun) finalize(ctx context.Context) (Outcome, error) {
 }
 
 // submitCSR claims the finalize step (state processing, so of two workers
-// woken by the last two challenges only one finalizes) and submits the CSR.
-func (r *orderRun) submitCSR(ctx context.Context, o *acme.Order) (Outcome, error) {
+// woken by the last two challenges only one finalizes: the other loses the
+// compare-and-set and leaves it) and submits the CSR. A CA that issues at
+// once answers "valid" and the chain is fetched in the same delivery.
+func (r *orderRun) submitCSR(ctx context.Context) (Outcome, error) {
 	order := r.order
 	blk, _ := pem.Decode([]byte(order.Spec.Request))
 	if blk == nil {
@@ -289,22 +292,27 @@ func (r *orderRun) submitCSR(ctx context.Context, o *acme.Order) (Outcome, error
 	if order.Status.State != messages.StateProcessing {
 		order.Status.State = messages.StateProcessing
 		order.Status.Attempts = 0
-		if err := r.commit(ctx); err != nil {
+		if err := r.commit(ctx); errors.Is(err, store.ErrConflict) {
+			// Another worker claimed it: its message finalizes and polls.
+			return Done(), nil
+		} else if err != nil {
 			return Done(), err
 		}
 	}
-	if err := acmeclient.Finalize(ctx, r.cl.Client, o, blk.Bytes); err != nil {
-		// Another worker may have finalized first; the CA then says
-		// orderNotReady while the order is processing or valid.
+	o, wait, err := r.cl.Finalize(ctx, order.Status.URL, order.Status.FinalizeURL, blk.Bytes)
+	if err != nil {
 		if acmeclient.HasProblem(err, acmeclient.ProblemOrderNotReady) {
-			if again, gerr := r.cl.GetOrder(ctx, order.Status.URL); gerr == nil && (again.Status == acme.StatusProcessing || again.Status == acme.StatusValid) {
-				return RetryAfter(r.w.pollDelay(1)), nil
-			}
+			// Finalized already (a redelivery), or not ready after all:
+			// read the order and go on from what it says.
+			return r.finalize(ctx)
 		}
 		return r.acmeFailure(ctx, "Failed to finalize Order", err)
 	}
 	progress(ctx)
-	return RetryAfter(r.w.pollDelay(1)), nil
+	if o.Status == acme.StatusValid && o.CertURL != "" {
+		return r.valid(ctx, o)
+	}
+	return RetryAfter(max(wait, r.w.pollDelay(1))), nil
 }
 
 // valid fetches the issued chain (the preferred one, if the issuer names
@@ -321,11 +329,21 @@ func (r *orderRun) valid(ctx context.Context, o *acme.Order) (Outcome, error) {
 	if err != nil {
 		return r.acmeFailure(ctx, "Failed to fetch certificate", err)
 	}
-	data := chainSecretData(der)
-	// The chain is stored sealed under the request's name before the order
-	// says valid, so whoever reads "valid" finds it.
+	// The chain is stored sealed in the request's Secret, next to the key
+	// the request was made with, before the order says valid, so whoever
+	// reads "valid" finds it. The request claimed that Secret.
+	data, err := w.store.GetSecret(ctx, ns, owner.Name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Done(), err
+	}
+	if data == nil {
+		data = map[string][]byte{}
+	}
+	for k, v := range chainSecretData(der) {
+		data[k] = v
+	}
 	crRef := messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: owner.Name}
-	if err := w.putOwnedSecret(ctx, ns, owner.Name, data, crRef); err != nil {
+	if err := w.store.PutSecret(ctx, ns, owner.Name, data, &crRef); err != nil {
 		return Done(), err
 	}
 	order.Status.State = messages.StateValid

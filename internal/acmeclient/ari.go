@@ -27,9 +27,6 @@ type Client struct {
 
 	dirMu sync.Mutex
 	dir   *Directory
-
-	nonceMu sync.Mutex
-	nonces  []string
 }
 
 // Wrap returns a Client for cl, which must have its HTTPClient, Key,

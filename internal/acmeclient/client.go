@@ -6,7 +6,6 @@
 package acmeclient
 
 import (
-	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/acme"
@@ -67,8 +65,8 @@ func Endpoint(method, path string) string {
 	return "other"
 }
 
-// NewHTTPClient returns the HTTP client for a CA. It carries the
-// finalize hook (see Finalize).
+// NewHTTPClient returns the HTTP client for a CA: it pools nonces (see
+// nonce.go) and reports every request to o.Observe.
 func NewHTTPClient(o Options) (*http.Client, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if len(o.CABundle) > 0 {
@@ -97,7 +95,7 @@ func NewHTTPClient(o Options) (*http.Client, error) {
 	}
 	// nonceTransport is outermost: a nonce it answers from a badNonce
 	// response is no request to the CA (nonce.go).
-	return &http.Client{Transport: newNonceTransport(&hookTransport{base: tr, observe: o.Observe}), Timeout: timeout}, nil
+	return &http.Client{Transport: newNonceTransport(&observeTransport{base: tr, observe: o.Observe}), Timeout: timeout}, nil
 }
 
 // New returns a Client for key at the CA of o. kid is the account URL when
@@ -113,17 +111,14 @@ func New(o Options, hc *http.Client, key crypto.Signer, kid string) *Client {
 	})
 }
 
-type hookKey struct{}
-
-// hookTransport calls the hook stored in a request's context after each
-// response. It lets Finalize stop the library right after the finalize
-// POST instead of letting it poll with sleeps.
-type hookTransport struct {
+// observeTransport reports every request to the CA to an Observer
+// (metrics by endpoint and status).
+type observeTransport struct {
 	base    http.RoundTripper
 	observe Observer
 }
 
-func (t *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *observeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	res, err := t.base.RoundTrip(req)
 	if t.observe != nil {
@@ -133,40 +128,6 @@ func (t *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		t.observe(Endpoint(req.Method, req.URL.Path), status, time.Since(start))
 	}
-	if h, ok := req.Context().Value(hookKey{}).(func(*http.Request, *http.Response)); ok && err == nil {
-		h(req, res)
-	}
 	return res, err
 }
 
-// Finalize submits the CSR (DER) to the order's finalize URL and returns as
-// soon as the CA accepted it, without waiting for issuance: poll with
-// GetOrder afterwards. The library has no finalize-only call
-// (CreateCertFromOrder polls with one-second sleeps), so the request
-// context is cancelled by the transport once the finalize response is in.
-func Finalize(ctx context.Context, c *acme.Client, order *acme.Order, csr []byte) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var mu sync.Mutex
-	accepted := false
-	hook := func(req *http.Request, res *http.Response) {
-		if req.Method == http.MethodPost && req.URL.String() == order.FinalizeURL && res.StatusCode == http.StatusOK {
-			mu.Lock()
-			accepted = true
-			mu.Unlock()
-			// Let the body be read, then stop whatever the library does next.
-			go func() { cancel() }()
-		}
-	}
-	ctx = context.WithValue(ctx, hookKey{}, hook)
-	_, _, err := c.CreateCertFromOrder(ctx, order, csr, true)
-	mu.Lock()
-	defer mu.Unlock()
-	if accepted {
-		return nil
-	}
-	if err == nil {
-		return nil
-	}
-	return err
-}

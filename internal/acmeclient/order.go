@@ -78,6 +78,42 @@ func (c *Client) NewOrder(ctx context.Context, ids []acme.AuthzID, o OrderOption
 	if res.StatusCode != http.StatusCreated {
 		return nil, responseError(res)
 	}
+	order, err := decodeOrder(res)
+	if err != nil {
+		return nil, fmt.Errorf("acmeclient: new-order: %w", err)
+	}
+	order.Identifiers = append(order.Identifiers, ids...)
+	return order, nil
+}
+
+// Finalize submits the CSR (DER) to an order's finalize URL and returns
+// the order as the CA answered: "valid" with its certificate URL when the
+// CA issued at once (Pebble, often Boulder), "processing" otherwise, with
+// the CA's Retry-After in RetryAfter. Nothing waits: x/crypto/acme has no
+// finalize-only call (CreateCertFromOrder polls with sleeps).
+func (c *Client) Finalize(ctx context.Context, orderURL, finalizeURL string, csr []byte) (*acme.Order, time.Duration, error) {
+	dir, err := c.Directory(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := c.post(ctx, dir, finalizeURL, map[string]string{"csr": base64.RawURLEncoding.EncodeToString(csr)})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, 0, responseError(res)
+	}
+	o, err := decodeOrder(res)
+	if err != nil {
+		return nil, 0, fmt.Errorf("acmeclient: finalize: %w", err)
+	}
+	o.URI = orderURL
+	return o, ParseRetryAfter(res.Header.Get("Retry-After"), time.Now()), nil
+}
+
+// decodeOrder reads an order object (RFC 8555 §7.1.3) from a response.
+func decodeOrder(res *http.Response) (*acme.Order, error) {
 	var v struct {
 		Status         string
 		Authorizations []string
@@ -86,20 +122,19 @@ func (c *Client) NewOrder(ctx context.Context, ids []acme.AuthzID, o OrderOption
 		Error          *struct{ Type, Detail string }
 	}
 	if err := json.NewDecoder(io.LimitReader(res.Body, maxBody)).Decode(&v); err != nil {
-		return nil, fmt.Errorf("acmeclient: new-order: %w", err)
+		return nil, err
 	}
-	order := &acme.Order{
+	o := &acme.Order{
 		URI:         res.Header.Get("Location"),
 		Status:      v.Status,
 		AuthzURLs:   v.Authorizations,
 		FinalizeURL: v.Finalize,
 		CertURL:     v.Certificate,
 	}
-	order.Identifiers = append(order.Identifiers, ids...)
 	if v.Error != nil {
-		order.Error = &acme.Error{ProblemType: v.Error.Type, Detail: v.Error.Detail}
+		o.Error = &acme.Error{ProblemType: v.Error.Type, Detail: v.Error.Detail}
 	}
-	return order, nil
+	return o, nil
 }
 
 // post sends a JWS-signed POST with the account's key ID, retrying a
@@ -128,7 +163,6 @@ func (c *Client) post(ctx context.Context, dir *Directory, url string, payload a
 		if err != nil {
 			return nil, fmt.Errorf("acmeclient: post %s: %w", url, err)
 		}
-		c.addNonce(res.Header.Get("Replay-Nonce"))
 		if res.StatusCode != http.StatusBadRequest || attempt >= maxBadNonce {
 			return res, nil
 		}
@@ -140,16 +174,10 @@ func (c *Client) post(ctx context.Context, dir *Directory, url string, payload a
 	}
 }
 
-// nonce takes a nonce from an earlier response, or asks newNonce for one.
+// nonce asks newNonce for a nonce; the HTTP client's nonceTransport
+// answers from the nonces of earlier responses when it has one, so this is
+// rarely a round trip.
 func (c *Client) nonce(ctx context.Context, dir *Directory) (string, error) {
-	c.nonceMu.Lock()
-	if n := len(c.nonces); n > 0 {
-		v := c.nonces[n-1]
-		c.nonces = c.nonces[:n-1]
-		c.nonceMu.Unlock()
-		return v, nil
-	}
-	c.nonceMu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, dir.NewNonce, nil)
 	if err != nil {
 		return "", fmt.Errorf("acmeclient: newNonce: %w", err)
@@ -165,20 +193,6 @@ func (c *Client) nonce(ctx context.Context, dir *Directory) (string, error) {
 		return "", fmt.Errorf("acmeclient: newNonce %s answered %d without a Replay-Nonce", dir.NewNonce, res.StatusCode)
 	}
 	return v, nil
-}
-
-// maxNonces bounds the nonces kept for later requests.
-const maxNonces = 32
-
-func (c *Client) addNonce(v string) {
-	if v == "" {
-		return
-	}
-	c.nonceMu.Lock()
-	defer c.nonceMu.Unlock()
-	if len(c.nonces) < maxNonces {
-		c.nonces = append(c.nonces, v)
-	}
 }
 
 // signJWS returns the flattened JSON JWS of payload (RFC 8555 §6.2) signed
