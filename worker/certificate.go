@@ -21,7 +21,6 @@ func RequestName(cert string, revision int) string {
 	return messages.DerivedName(cert, "-"+strconv.Itoa(revision))
 }
 
-
 // labelSpecHash records on a CertificateRequest the spec hash of the
 // Certificate it was made for.
 const labelSpecHash = "acmeq.io/spec-hash"
@@ -591,7 +590,6 @@ func deleteRequest(ctx context.Context, st *store.Store, cr *messages.Certificat
 	}
 	return st.Delete(ctx, messages.KindCertificateRequest, ns, cr.Metadata.Name)
 }
-
 
 // removeCondition drops the condition of type typ.
 func removeCondition(conds *[]messages.Condition, typ string) {

@@ -20,7 +20,7 @@ func newBenchCmd() *cobra.Command {
 	o := bench.Options{}
 	hangRetries := bench.HangRetriesDefault
 	cmd := &cobra.Command{
-		Use:     "bench",
+		Use:   "bench",
 		Short: "Measure acmeq against a bare ACME client at the CA's real limit",
 		Long: `Measure bulk issuance by acmeq (worker, responder, nats-server and
 redis-server as separate processes) against a bare x/crypto/acme client, side
@@ -31,7 +31,7 @@ builds acmeq, Pebble and nats-server. It is a measurement: it exits 0 whatever
 the figures are.`,
 		Example: `  acmeq bench -n 1000 --workers 2 --rounds 3
   acmeq bench -n 200 --rounds 1 --cpuprofile-dir /tmp/prof`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.N <= 0 || o.Concurrency <= 0 || o.Workers <= 0 || o.Rounds <= 0 || o.Timeout < 0 || hangRetries < 0 {
 				return usagef(cmd, "-n, --concurrency, --workers and --rounds must be positive, --timeout and --hang-retries not negative")

@@ -130,4 +130,3 @@ func (t *observeTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	return res, err
 }
-
