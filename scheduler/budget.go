@@ -61,7 +61,8 @@ package scheduler
 // the fleet resumes at the refill rate rather than with a burst. If the
 // problem document names the CA's limit (Boulder's wording: "too many new
 // orders (300) from this account in the last 3h0m0s"), the budget paces
-// by that limit, where stricter, for one of its periods. A preset of
+// by that limit, where stricter, for 24 of its periods and at least an
+// hour, or until the Issuer's limit is changed. A preset of
 // "none" budgets nothing but still pauses on a 429 and learns the limit.
 // Every 429 reported is counted, per budget and fleet-wide.
 
@@ -721,8 +722,9 @@ func (b *Budgets) Spend(ctx context.Context, need Need) (bool, error) {
 // for retryAfter (the CA's Retry-After; 0 waits one refill), counted from
 // Redis' clock, and empties it so that the fleet resumes at the refill
 // rate. observed is the CA's own limit from its problem document (see
-// ParseRateLimited; zero if unknown): the budget paces by it for one of its
-// periods where it is stricter than ref.Limit. It returns the end of the
+// ParseRateLimited; zero if unknown): the budget paces by it, where it is
+// stricter than ref.Limit, for 24 of its periods (at least an hour) or
+// until ref.Limit changes. It returns the end of the
 // pause (a later pause already set is kept).
 func (b *Budgets) Pause(ctx context.Context, ref BudgetRef, retryAfter time.Duration, observed Limit) (time.Time, error) {
 	if ref.CA == "" {

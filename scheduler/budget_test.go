@@ -1027,3 +1027,26 @@ func BenchmarkBudget(b *testing.B) {
 		}
 	})
 }
+
+// The limit a 429 names outlasts the CA's period (a CA that refused once
+// at that rate will again), until the Issuer's own limit is changed.
+func TestBudgetLearnedLimitLasts(t *testing.T) {
+	rdb, _ := setup(t)
+	ctx := testCtx(t)
+	b := newBudgets(t, rdb, BudgetConfig{})
+	l := onlyOrders(100, time.Second)
+	ref := orderReq("ns", "x", 0, l).Needs[0].Ref
+	if _, err := b.Pause(ctx, ref, 10*time.Millisecond, lim(2, 100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // three of the CA's periods
+	mustTake(t, ctx, b, orderReq("ns", "a", 0, l))
+	if st := statusOf(t, mustStatus(t, ctx, b), KindNewOrders, ""); st.Budget.Limit != lim(2, 100*time.Millisecond) || st.Configured != lim(100, time.Second) {
+		t.Fatalf("three CA periods after the 429: limit %v (configured %v), want the CA's 2 per 100ms", st.Budget.Limit, st.Configured)
+	}
+	changed := onlyOrders(50, time.Second)
+	mustTake(t, ctx, b, orderReq("ns", "b", 1, changed))
+	if st := statusOf(t, mustStatus(t, ctx, b), KindNewOrders, ""); st.Budget.Limit != lim(50, time.Second) {
+		t.Fatalf("after the Issuer's limit changed: limit %v, want the new 50 per 1s", st.Budget.Limit)
+	}
+}

@@ -389,6 +389,10 @@ func (r *challengeRun) verdictEvent(ctx context.Context) {
 		return
 	}
 	r.event(ctx, messages.EventWarning, messages.ReasonFailedCheck, "Accepting challenge authorization failed: "+s.Reason)
+	if s.State == messages.StateInvalid {
+		// The CA counts a failed validation against the account and name.
+		r.w.spendFailedValidation(ctx, r.ch)
+	}
 }
 
 // stepWait polls the authorization until the CA has decided.

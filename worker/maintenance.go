@@ -90,6 +90,9 @@ func (m *Maintenance) RunOnce(ctx context.Context) error {
 		w.log.Info("reaped expired challenge leases", "count", len(reaped), "ids", reaped)
 	}
 	w.grant(ctx)
+	if w.budgetsUsed.Load() {
+		w.serveBudgets(ctx)
+	}
 	if m.takeResyncTurn(ctx) {
 		if err := w.Resync(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("resync", "err", err)

@@ -21,6 +21,7 @@ type metrics struct {
 	grantWait    prometheus.Histogram
 	grants       prometheus.Counter
 	reaped       prometheus.Counter
+	rateLimited  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -56,11 +57,15 @@ func newMetrics() *metrics {
 			Name: "acmeq_scheduler_leases_reaped_total",
 			Help: "Expired challenge leases freed by this worker's reaper.",
 		}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "acmeq_acme_rate_limited_total",
+			Help: "429 (rateLimited) answers this worker got from CAs to new-order requests.",
+		}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.handled, m.handleTime, m.acmeRequests, m.acmeTime, m.grantWait, m.grants, m.reaped}
+	return []prometheus.Collector{m.handled, m.handleTime, m.acmeRequests, m.acmeTime, m.grantWait, m.grants, m.reaped, m.rateLimited}
 }
 
 func (m *metrics) observeACME(endpoint string, status int, d time.Duration) {
@@ -77,23 +82,32 @@ func statusLabel(code int) string {
 
 var _ acmeclient.Observer = (*metrics)(nil).observeACME
 
-// fleetCollector reports the scheduler's fleet-wide gauges, read from
-// Redis at scrape time, and the resources by state read from KV.
+// fleetCollector reports the scheduler's fleet-wide gauges and the rate
+// limit budgets' counters, read from Redis at scrape time.
 type fleetCollector struct {
 	sched    *scheduler.Scheduler
+	budgets  *scheduler.Budgets
 	backlog  *prometheus.Desc
 	inflight *prometheus.Desc
+	budget   *prometheus.Desc
 }
 
-func newFleetCollector(s *scheduler.Scheduler) *fleetCollector {
+func newFleetCollector(s *scheduler.Scheduler, b *scheduler.Budgets) *fleetCollector {
 	return &fleetCollector{
 		sched:    s,
+		budgets:  b,
 		backlog:  prometheus.NewDesc("acmeq_scheduler_backlog", "Challenges queued for a scheduler slot, fleet-wide.", nil, nil),
 		inflight: prometheus.NewDesc("acmeq_scheduler_inflight", "Challenges holding a scheduler slot (processing), fleet-wide.", nil, nil),
+		budget: prometheus.NewDesc("acmeq_ratelimit_requests_total",
+			"Rate limit budget decisions, fleet-wide: granted at once, waited, served after waiting, and 429s from CAs that paused a budget.", []string{"result"}, nil),
 	}
 }
 
-func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.backlog; ch <- c.inflight }
+func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.backlog
+	ch <- c.inflight
+	ch <- c.budget
+}
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -105,6 +119,14 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(b))
 	ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(i))
+	n, err := c.budgets.Counters(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.budget, err)
+		return
+	}
+	for result, v := range map[string]int64{"granted": n.Granted, "waited": n.Waited, "served": n.Served, "rate_limited": n.RateLimited} {
+		ch <- prometheus.MustNewConstMetric(c.budget, prometheus.CounterValue, float64(v), result)
+	}
 }
 
 func outcomeLabel(o Outcome) string {

@@ -93,6 +93,10 @@ func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
 	if d := o.Spec.Duration; d != nil && d.Duration > 0 {
 		opts.NotAfter = r.w.cfg.Now().Add(d.Duration).UTC().Truncate(time.Second)
 	}
+	taken, wait, err := r.takeBudgets(ctx)
+	if err != nil || wait != nil {
+		return deref(wait), err
+	}
 	ao, err := r.cl.NewOrder(ctx, acme.DomainIDs(o.Spec.DNSNames...), opts)
 	if err != nil && opts.Replaces != "" && acmeclient.HasProblem(err, acmeclient.ProblemAlreadyReplaced) {
 		// The certificate was replaced already (an earlier order of ours
@@ -101,8 +105,16 @@ func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
 		ao, err = r.cl.NewOrder(ctx, acme.DomainIDs(o.Spec.DNSNames...), opts)
 	}
 	if err != nil {
+		// The CA did not count an order it refused.
+		if rerr := r.w.budgets.Refund(context.WithoutCancel(ctx), taken); rerr != nil {
+			logger(ctx).Warn("refund the budgets of a refused order", "err", rerr)
+		}
+		if acmeclient.IsRateLimited(err) {
+			return r.rateLimited(ctx, err)
+		}
 		return r.acmeFailure(ctx, "Failed to create Order", err)
 	}
+	o.Status.Reason = ""
 	progress(ctx)
 	o.Status.URL = ao.URI
 	o.Status.FinalizeURL = ao.FinalizeURL
@@ -464,6 +476,7 @@ func (r *orderRun) acmeFailure(ctx context.Context, what string, err error) (Out
 }
 
 func (w *Worker) failOrder(ctx context.Context, order *messages.Order, state messages.State, reason string) (Outcome, error) {
+	w.refundFailed(context.WithoutCancel(ctx), order)
 	now := w.cfg.Now().UTC()
 	order.Status.State = state
 	order.Status.Reason = reason
@@ -482,4 +495,12 @@ func (w *Worker) wakeRequest(ctx context.Context, order *messages.Order) error {
 		return nil
 	}
 	return w.publish(ctx, messages.KindCertificateRequest, o.Namespace, o.Name, messages.ActionChild, order.Metadata.Name, incarnation(&order.Metadata)+"-"+string(order.Status.State))
+}
+
+// deref is the outcome o points at, Done for nil.
+func deref(o *Outcome) Outcome {
+	if o == nil {
+		return Done()
+	}
+	return *o
 }

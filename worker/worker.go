@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -49,6 +50,13 @@ type Worker struct {
 	maint   *Maintenance
 	panics  *panicCounter
 	redis   *healthLog
+	// budgets keep the fleet within the CAs' rate limits; budgetsUsed is
+	// set once this worker has seen an Issuer that budgets something (it
+	// then serves waiting orders on every tick); paused holds the 429
+	// pauses of CAs whose Issuers budget nothing.
+	budgets     *scheduler.Budgets
+	budgetsUsed atomic.Bool
+	paused      caPauses
 
 	stopOnce sync.Once
 	cancel   context.CancelCauseFunc
@@ -70,6 +78,10 @@ func New(js jetstream.JetStream, st *store.Store, rdb redis.UniversalClient, cfg
 	if err != nil {
 		return nil, err
 	}
+	budgets, err := scheduler.NewBudgets(rdb, scheduler.BudgetConfig{Prefix: sched.Config().Prefix})
+	if err != nil {
+		return nil, err
+	}
 	resolve := cfg.Resolve
 	if resolve == nil {
 		resolve = systemResolve
@@ -80,7 +92,7 @@ func New(js jetstream.JetStream, st *store.Store, rdb redis.UniversalClient, cfg
 	}
 	m := newMetrics()
 	if cfg.Registerer != nil {
-		for _, c := range append(m.collectors(), newFleetCollector(sched)) {
+		for _, c := range append(m.collectors(), newFleetCollector(sched, budgets)) {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("worker: register metrics: %w", err)
 			}
@@ -99,6 +111,7 @@ func New(js jetstream.JetStream, st *store.Store, rdb redis.UniversalClient, cfg
 		acme:    newACMECache(st, m.observeACME),
 		check:   check,
 		panics:  newPanicCounter(),
+		budgets: budgets,
 		redis:   newHealthLog(log, "redis", cfg.TickInterval),
 	}
 	w.maint = newMaintenance(w)

@@ -28,6 +28,7 @@ local _t = redis.call('TIME')
 local NOW = tonumber(_t[1]) * 1000 + tonumber(_t[2]) / 1000
 local FOREVER = 1e15 -- index score of a budget that has waiters
 local MARGIN = 60000 -- a budget's hash outlives its last use by this much
+local LEARNED, LEARNED_MIN = 24, 3600000 -- a 429's limit lasts this long
 
 local WAITK = P .. 'bwait'
 local SPECK = P .. 'bspec'
@@ -58,7 +59,12 @@ end
 -- configure applies what the caller knows now: the Issuer's limit (which
 -- the user may have changed) and the budget's labels.
 local function configure(st, need)
-  st.n, st.p = tonumber(need.n), tonumber(need.p)
+  local n, p = tonumber(need.n), tonumber(need.p)
+  if st.exists and (st.n ~= n or st.p ~= p) then
+    -- The user changed the limit: what a 429 taught no longer applies.
+    st.on, st.op, st.oexp = 0, 0, 0
+  end
+  st.n, st.p = n, p
   if need.ix and need.ix ~= '' then st.ix = need.ix end
   if need.kind and need.kind ~= '' then st.kind = need.kind end
   if need.key and need.key ~= '' then st.key = need.key end

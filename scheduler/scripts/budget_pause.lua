@@ -9,8 +9,10 @@ local ra, on, op = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = load(need.bid)
 configure(st, need)
 if on > 0 and op > 0 then
-  -- Pace by the CA's limit, where stricter, for one of its periods.
-  st.on, st.op, st.oexp = on, op, NOW + op
+  -- Pace by the CA's limit, where stricter, for LEARNED periods and at
+  -- least LEARNED_MIN: a CA that refused once at a lower limit will again
+  -- (configure forgets it when the Issuer's limit changes).
+  st.on, st.op, st.oexp = on, op, NOW + math.max(op * LEARNED, LEARNED_MIN)
 end
 local n, p = limit(st)
 if ra <= 0 then
