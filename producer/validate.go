@@ -299,9 +299,7 @@ func ValidateIssuer(i *messages.Issuer) error {
 			add(fmt.Errorf("%s: exactly one of http01 or dns01 must be set", field))
 			continue
 		}
-		if s.DNS01 != nil {
-			errs = append(errs, validateDNS01(field+".dns01", s.DNS01)...)
-		}
+		errs = append(errs, validateSolver(field, s)...) // validate_solvers.go
 	}
 	return errors.Join(errs...)
 }

@@ -414,7 +414,7 @@ func TestValidateIssuer(t *testing.T) {
 		}, `spec.acme.solvers[1]: exactly one of http01 or dns01 must be set`},
 		{"dns01 without provider", func(i *messages.Issuer) {
 			i.Spec.ACME.Solvers = []messages.ACMESolver{{DNS01: &messages.DNS01Solver{}}}
-		}, `spec.acme.solvers[0].dns01: a provider is required (rfc2136)`},
+		}, `spec.acme.solvers[0].dns01: a provider is required (rfc2136, webhook or lego)`},
 		{"nameserver missing", rfc(func(p *messages.RFC2136Provider) { p.Nameserver = "" }), s0 + `.nameserver: required (host:port)`},
 		{"nameserver without port", rfc(func(p *messages.RFC2136Provider) { p.Nameserver = "ns1.example.com" }),
 			s0 + `.nameserver: "ns1.example.com" must be host:port, e.g. 10.0.0.53:53`},
