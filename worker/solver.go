@@ -115,10 +115,10 @@ func (w *Worker) dns01Solver(ch *messages.Challenge) (solvers.Solver, error) {
 			return w.webhookProvider(ctx, ns, cfg, timeout, check.Resolver())
 		}
 	case d.Lego != nil:
+		// Its settings are checked when presenting: a provider unknown
+		// to this worker may be known to a newer one, so the challenge is
+		// retried rather than failed.
 		cfg := *d.Lego
-		if err := lego.Validate(cfg.Provider, cfg.Config, nil); err != nil {
-			return fail("%v", err)
-		}
 		if follow {
 			// lego providers follow CNAMEs themselves (see package lego).
 			s.follow = false
@@ -308,7 +308,8 @@ func (w *Worker) legoProvider(ctx context.Context, ns string, issuer messages.Is
 			creds[k] = string(v)
 		}
 	}
-	if err := lego.Validate(c.Provider, c.Config, slices.Collect(maps.Keys(creds))); err != nil {
+	keys := append([]string{}, slices.Collect(maps.Keys(creds))...) // never nil: required settings are checked
+	if err := lego.Validate(c.Provider, c.Config, keys); err != nil {
 		return nil, err
 	}
 	lego.UseRecursiveNameservers(r.Nameservers(), dns01.DefaultTimeout)

@@ -24,6 +24,28 @@ func dns01Challenge(p *messages.RFC2136Provider) *messages.Challenge {
 	return ch
 }
 
+// Lego settings are checked when presenting, and their errors are
+// retried: a provider unknown to this worker may be known to a newer one.
+func TestLegoSettingsCheckedWhenPresenting(t *testing.T) {
+	t.Parallel()
+	w := &Worker{cfg: Config{DNS01SelfCheck: dns01.SelfCheckConfig{RecursiveNameservers: []string{"127.0.0.1:53"}}}}
+	for p, want := range map[*messages.LegoProvider]string{
+		{Provider: "route99"}: `lego: unknown provider "route99" (known: pdns)`,
+		{Provider: "pdns", Config: map[string]string{"PDNS_API_KEY": "k"}}: "lego: invalid provider settings: pdns: PDNS_API_KEY is a credential: put it in the credentials Secret, not in config; " +
+			"PDNS_API_URL is required (in config); PDNS_API_KEY is required (in the credentials Secret)",
+	} {
+		ch := dns01Challenge(nil)
+		ch.Spec.Solver.DNS01 = &messages.DNS01Solver{Lego: p}
+		s, err := w.solverFor(ch)
+		if err != nil {
+			t.Fatalf("solverFor: %v", err)
+		}
+		if err := s.Present(t.Context(), solverChallenge(ch)); err == nil || err.Error() != want {
+			t.Errorf("Present = %v\nwant %s", err, want)
+		}
+	}
+}
+
 func TestSolverForDNS01Config(t *testing.T) {
 	t.Parallel()
 	w := &Worker{cfg: Config{DNS01SelfCheck: dns01.SelfCheckConfig{RecursiveNameservers: []string{"127.0.0.1:53"}}}}
@@ -62,10 +84,7 @@ func TestSolverForDNS01Config(t *testing.T) {
 			`DNS-01 solver for "www.example.test": webhook: url "dns-bridge.test" must be an absolute http or https URL`},
 		{"webhook timeout", with(messages.DNS01Solver{Webhook: &messages.WebhookProvider{URL: "https://x.test", Timeout: "soon"}}),
 			`DNS-01 solver for "www.example.test": webhook: timeout "soon" must be a positive duration, e.g. 30s`},
-		{"unknown lego provider", with(messages.DNS01Solver{Lego: &messages.LegoProvider{Provider: "route99"}}),
-			`DNS-01 solver for "www.example.test": lego: unknown provider "route99" (known: pdns)`},
-		{"lego credential in config", with(messages.DNS01Solver{Lego: &messages.LegoProvider{Provider: "pdns", Config: map[string]string{"PDNS_API_KEY": "k"}}}),
-			`DNS-01 solver for "www.example.test": lego: invalid provider settings: pdns: PDNS_API_KEY is a credential: put it in the credentials Secret, not in config`},
+		{"unknown lego provider (checked when presenting)", with(messages.DNS01Solver{Lego: &messages.LegoProvider{Provider: "route99"}}), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

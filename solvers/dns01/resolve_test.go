@@ -33,14 +33,28 @@ func startZoneServer(t *testing.T, ip string, port int, records ...string) *zone
 	for _, r := range records {
 		z.add(t, r)
 	}
-	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-	if err != nil {
-		t.Fatalf("listen udp %s:%d: %v", ip, port, err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	var (
+		pc  net.PacketConn
+		ln  net.Listener
+		err error
+	)
+	// With port 0 the UDP port found may be taken for TCP: try others.
+	for range 20 {
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("listen udp %s:%d: %v", ip, port, err)
+		}
+		ln, err = net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			break
+		}
 		pc.Close()
-		t.Fatalf("listen tcp %s: %v", pc.LocalAddr(), err)
+		if port != 0 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("listen tcp on %s:%d: %v", ip, port, err)
 	}
 	z.addr = pc.LocalAddr().String()
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: z}, {Listener: ln, Handler: z}} {

@@ -84,7 +84,7 @@ var (
 // PDNS_API_VERSION is set). Errors wrap [ErrUnknownProvider] or
 // [ErrConfig] and name the setting.
 func New(cfg Config) (*Provider, error) {
-	e, ok := registry[cfg.Provider]
+	e, ok := Lookup(cfg.Provider)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownProvider, cfg.Provider, knownList())
 	}
@@ -95,7 +95,7 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := e.build(s)
+	p, err := e.Build(s)
 	if err != nil {
 		if errors.Is(err, ErrConfig) {
 			return nil, err
@@ -112,7 +112,7 @@ func New(cfg Config) (*Provider, error) {
 // keys the credentials Secret is expected to hold; nil skips that check,
 // as at apply, when the Secret may not exist yet).
 func Validate(provider string, settings map[string]string, credentialKeys []string) error {
-	e, ok := registry[provider]
+	e, ok := Lookup(provider)
 	if !ok {
 		return fmt.Errorf("%w %q (known: %s)", ErrUnknownProvider, provider, knownList())
 	}
@@ -125,7 +125,11 @@ func Validate(provider string, settings map[string]string, credentialKeys []stri
 }
 
 // Known returns the names of the providers in the registry, sorted.
-func Known() []string { return slices.Sorted(maps.Keys(registry)) }
+func Known() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	return slices.Sorted(maps.Keys(registry))
+}
 
 func knownList() string {
 	s := ""

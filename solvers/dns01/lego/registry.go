@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-acme/lego/v5/challenge"
@@ -30,13 +31,16 @@ import (
 //     and call its NewDNSProviderConfig;
 //  4. add a test against its real API, or a fake that speaks its real wire
 //     format where the service cannot run on a test machine.
-var registry = map[string]entry{
+//
+// Builds of acmeq that add providers without editing this file call
+// [Register] in an init function instead.
+var registry = map[string]Registration{
 	"pdns": {
 		Credentials: []string{"PDNS_API_KEY"},
 		Settings: []string{"PDNS_API_URL", "PDNS_SERVER_NAME", "PDNS_API_VERSION", "PDNS_TTL", "PDNS_HTTP_TIMEOUT",
 			"PDNS_PROPAGATION_TIMEOUT", "PDNS_POLLING_INTERVAL"},
 		Required: []string{"PDNS_API_URL", "PDNS_API_KEY"},
-		build: func(s Settings) (challenge.Provider, error) {
+		Build: func(s Settings) (challenge.Provider, error) {
 			cfg := &pdns.Config{
 				APIKey:     s.String("PDNS_API_KEY", ""),
 				ServerName: s.String("PDNS_SERVER_NAME", "localhost"),
@@ -63,8 +67,11 @@ var registry = map[string]entry{
 	},
 }
 
-// entry is one provider of the registry.
-type entry struct {
+// registryMu guards registry against Register at run time.
+var registryMu sync.RWMutex
+
+// Registration describes one lego provider to the bridge.
+type Registration struct {
 	// Credentials are the secret settings: only accepted from the
 	// credentials Secret.
 	Credentials []string
@@ -73,19 +80,37 @@ type entry struct {
 	Settings []string
 	// Required settings, from either.
 	Required []string
-	// build returns the provider configured by s.
-	build func(s Settings) (challenge.Provider, error)
+	// Build returns the provider configured by s.
+	Build func(s Settings) (challenge.Provider, error)
+}
+
+// Register adds a provider to the registry under name, replacing any of
+// that name. Workers use it from their next attempt on: a challenge whose
+// provider was unknown (say, on a fleet where some workers run an older
+// build) is retried, not failed.
+func Register(name string, r Registration) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	registry[name] = r
+}
+
+// Lookup returns the registration of name.
+func Lookup(name string) (Registration, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	r, ok := registry[name]
+	return r, ok
 }
 
 // settings merges the solver's settings and credentials after checking
 // them.
-func (e entry) settings(provider string, settings, credentials map[string]string) (Settings, error) {
+func (e Registration) settings(provider string, settings, credentials map[string]string) (Settings, error) {
 	return e.check(provider, settings, credentials, true)
 }
 
 // check validates settings and credentials (checking required keys only
 // if required is set) and returns them merged.
-func (e entry) check(provider string, settings, credentials map[string]string, required bool) (Settings, error) {
+func (e Registration) check(provider string, settings, credentials map[string]string, required bool) (Settings, error) {
 	merged := Settings{provider: provider, m: map[string]string{}}
 	var problems []string
 	for _, k := range slices.Sorted(maps.Keys(settings)) {
