@@ -264,7 +264,9 @@ func (p *Provider) call(ctx context.Context, op string, r dns01.Record) error {
 	if p.resolver != nil {
 		zone, err := p.resolver.FindZone(ctx, r.FQDN)
 		if err != nil {
-			return fmt.Errorf("webhook: %s %s: %w", op, r.FQDN, err)
+			// "webhook: present X: no zone found ...", without dns01's prefix
+			// in the middle, still wrapping dns01.ErrZoneNotFound.
+			return &lookupError{msg: fmt.Sprintf("webhook: %s %s: %s", op, r.FQDN, strings.TrimPrefix(err.Error(), "dns01: ")), err: err}
 		}
 		req.Zone = zone
 	}
@@ -330,3 +332,12 @@ func Sign(key []byte, timestamp string, body []byte) string {
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
+
+// lookupError is a failed zone lookup, with a message of its own.
+type lookupError struct {
+	msg string
+	err error
+}
+
+func (e *lookupError) Error() string { return e.msg }
+func (e *lookupError) Unwrap() error { return e.err }
