@@ -58,18 +58,85 @@ type ACMESolver struct {
 	DNS01    *DNS01Solver    `json:"dns01,omitempty"`
 }
 
-// SolverSelector restricts a solver to some names.
+// SolverSelector restricts a solver to some names, as cert-manager's
+// CertificateDNSNameSelector: every condition that is set must match, and
+// when several solvers match a name the most specific one is used (see
+// solvers.Select).
 type SolverSelector struct {
+	// DNSNames lists the names the solver is for, matched exactly
+	// (case-insensitively); a wildcard name is matched as "*.example.com".
 	DNSNames []string `json:"dnsNames,omitempty"`
+	// DNSZones lists zones: the solver is for these names and every name
+	// below them ("example.com" selects "www.example.com" and
+	// "*.example.com"). The longest matching zone is the most specific.
 	DNSZones []string `json:"dnsZones,omitempty"`
+	// MatchLabels lists labels the Certificate must carry, every one with
+	// the given value.
+	MatchLabels map[string]string `json:"matchLabels,omitempty"`
 }
 
 // HTTP01Solver solves HTTP-01 by publishing tokens to the acmeq responder.
 type HTTP01Solver struct{}
 
-// DNS01Solver solves DNS-01 through a DNS provider.
+// DNS01Solver solves DNS-01 through a DNS provider: exactly one of RFC2136,
+// Webhook and Lego is set.
 type DNS01Solver struct {
-	RFC2136 *RFC2136Provider `json:"rfc2136,omitempty"`
+	// CNAMEStrategy is what to do when _acme-challenge.<name> is a CNAME,
+	// as cert-manager's cnameStrategy: CNAMEStrategyNone (the default)
+	// writes the TXT record at _acme-challenge.<name> itself;
+	// CNAMEStrategyFollow follows the CNAME chain (through the recursive
+	// nameservers) and writes the TXT record at its end, for names whose
+	// owner delegated their challenges to a zone the solver can edit.
+	CNAMEStrategy string           `json:"cnameStrategy,omitempty"`
+	RFC2136       *RFC2136Provider `json:"rfc2136,omitempty"`
+	Webhook       *WebhookProvider `json:"webhook,omitempty"`
+	Lego          *LegoProvider    `json:"lego,omitempty"`
+}
+
+// Values of DNS01Solver.CNAMEStrategy.
+const (
+	// CNAMEStrategyNone writes the challenge record at
+	// _acme-challenge.<name>, following no CNAME.
+	CNAMEStrategyNone = "None"
+	// CNAMEStrategyFollow follows a CNAME at _acme-challenge.<name> and
+	// writes the challenge record at its target.
+	CNAMEStrategyFollow = "Follow"
+)
+
+// WebhookProvider presents DNS-01 records through an HTTP service that
+// implements acmeq's webhook contract (POST {url}/present and
+// {url}/cleanup with a JSON body; see the README), so that any DNS API can
+// be bridged.
+type WebhookProvider struct {
+	// URL is the base URL of the service, http or https, e.g.
+	// "https://dns-bridge.internal/acme". Required.
+	URL string `json:"url"`
+	// BearerTokenSecretRef selects a Secret key whose value is sent as
+	// "Authorization: Bearer <value>".
+	BearerTokenSecretRef *SecretKeySelector `json:"bearerTokenSecretRef,omitempty"`
+	// HMACSecretRef selects a Secret key whose value is the key of an
+	// HMAC-SHA256 signature of each request, sent in the
+	// X-Acmeq-Signature header.
+	HMACSecretRef *SecretKeySelector `json:"hmacSecretRef,omitempty"`
+	// CABundle is PEM CA certificates trusted for the service's TLS, in
+	// addition to the system's.
+	CABundle string `json:"caBundle,omitempty"`
+	// Timeout bounds each call, as a Go duration ("30s"). Defaults to 30s.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// LegoProvider presents DNS-01 records through one of lego's DNS
+// providers (github.com/go-acme/lego/v5/providers/dns/<name>).
+type LegoProvider struct {
+	// Provider is the lego provider's name, e.g. "pdns". Required.
+	Provider string `json:"provider"`
+	// Config holds the provider's non-secret settings, keyed by lego's
+	// environment variable names, e.g. {"PDNS_API_URL": "http://..."}.
+	Config map[string]string `json:"config,omitempty"`
+	// CredentialsSecretRef names a Secret in the Issuer's namespace whose
+	// keys are the provider's secret settings, again keyed by lego's
+	// environment variable names (e.g. PDNS_API_KEY).
+	CredentialsSecretRef *SecretRef `json:"credentialsSecretRef,omitempty"`
 }
 
 // RFC2136Provider updates a zone by RFC 2136 dynamic updates, as

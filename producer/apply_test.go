@@ -311,7 +311,7 @@ func TestApplyWildcardNeedsDNS01(t *testing.T) {
 	wild := userCert()
 	wild.Spec.DNSNames = []string{"*.example.com"}
 	_, err := e.c.Apply(t.Context(), wild)
-	const want = `producer: certificate/default/web is invalid: spec.dnsNames[0]: "*.example.com" is a wildcard, which HTTP-01 cannot validate: the issuer "dev" has no dns01 solver`
+	const want = `producer: certificate/default/web is invalid: spec.dnsNames[0]: "*.example.com" is a wildcard, which only DNS-01 can validate: issuer "dev": no solver matches "*.example.com": solver 0 (http01): HTTP-01 cannot validate a wildcard name`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Apply:\n got: %v\nwant: %s", err, want)
 	}

@@ -338,12 +338,12 @@ func TestBadInputs(t *testing.T) {
 		}, {
 			name:   "a name no solver of the issuer selects",
 			input:  text(certNames("unserved", "zones", "shop.example.com", "api.other.org")),
-			errs:   []string{invalidCert + `unserved is invalid: spec.dnsNames[1]: "api.other.org" cannot be validated: no solver of the issuer "zones" selects it (solvers[0] selects dnsZones "dns.example"; solvers[1] selects dnsZones "example.com")`},
+			errs:   []string{invalidCert + `unserved is invalid: spec.dnsNames[1]: "api.other.org" cannot be validated: issuer "zones": no solver matches "api.other.org": solver 0 (dns01): dnsZones ["dns.example"] do not contain "api.other.org"; solver 1 (http01): dnsZones ["example.com"] do not contain "api.other.org"`},
 			absent: []string{"unserved"},
 		}, {
 			name:   "a wildcard only HTTP-01 would serve",
 			input:  text(certNames("wild-http", "zones", "*.example.com")),
-			errs:   []string{invalidCert + `wild-http is invalid: spec.dnsNames[0]: "*.example.com" is a wildcard, which HTTP-01 cannot validate: no dns01 solver of the issuer "zones" selects it`},
+			errs:   []string{invalidCert + `wild-http is invalid: spec.dnsNames[0]: "*.example.com" is a wildcard, which only DNS-01 can validate: issuer "zones": no solver matches "*.example.com": solver 0 (dns01): dnsZones ["dns.example"] do not contain "*.example.com"; solver 1 (http01): HTTP-01 cannot validate a wildcard name`},
 			absent: []string{"wild-http"},
 		}, {
 			name:    "names each served by a solver",

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/acmeq/acmeq/messages"
+	solverpick "github.com/acmeq/acmeq/solvers"
 )
 
 // Limits enforced by ValidateCertificate and ValidateIssuer.
@@ -88,7 +89,7 @@ func ValidateCertificate(c *messages.Certificate, issuer *messages.Issuer) error
 	errs = append(errs, validateLabels(c.Metadata.Labels)...)
 
 	s := &c.Spec
-	errs = append(errs, validateDNSNames(s.DNSNames, issuer)...)
+	errs = append(errs, validateDNSNames(s.DNSNames, issuer, c.Metadata.Labels)...)
 
 	if s.CommonName != "" {
 		if n := len(s.CommonName); n > MaxCommonNameLength {
@@ -280,7 +281,10 @@ func orList(s []string) string {
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
-func validateDNSNames(names []string, issuer *messages.Issuer) []error {
+// validateDNSNames checks a Certificate's names and, when its issuer is
+// known, that a solver of the issuer would be selected for each, exactly as
+// the workers select them (solvers.Select, with the Certificate's labels).
+func validateDNSNames(names []string, issuer *messages.Issuer, labels map[string]string) []error {
 	var errs []error
 	if len(names) == 0 {
 		return []error{errors.New("spec.dnsNames: at least one DNS name is required")}
@@ -313,12 +317,16 @@ func validateDNSNames(names []string, issuer *messages.Issuer) []error {
 		if issuer == nil {
 			continue
 		}
-		if wildcard {
-			if why := noDNS01For(lower, issuer); why != "" {
-				errs = append(errs, fmt.Errorf("%s: %s is a wildcard, which HTTP-01 cannot validate: %s", field, quote(n), why))
+		var solvers []messages.ACMESolver
+		if issuer.Spec.ACME != nil {
+			solvers = issuer.Spec.ACME.Solvers
+		}
+		if _, _, err := solverpick.Select(solvers, strings.TrimPrefix(lower, "*."), wildcard, labels); err != nil {
+			what := "cannot be validated"
+			if wildcard {
+				what = "is a wildcard, which only DNS-01 can validate"
 			}
-		} else if why := noSolverFor(lower, issuer); why != "" {
-			errs = append(errs, fmt.Errorf("%s: %s cannot be validated: %s", field, quote(n), why))
+			errs = append(errs, fmt.Errorf("%s: %s %s: issuer %q: %w", field, quote(n), what, issuer.Metadata.Name, err))
 		}
 	}
 	return errs
@@ -418,107 +426,6 @@ func idnaProblem(l string) string {
 	return ""
 }
 
-// noDNS01For says why issuer cannot solve the wildcard name (lower case),
-// or "" if one of its dns01 solvers selects it.
-func noDNS01For(name string, issuer *messages.Issuer) string {
-	hasDNS01 := false
-	for _, s := range issuerSolvers(issuer) {
-		if s.DNS01 == nil {
-			continue
-		}
-		hasDNS01 = true
-		if selects(s.Selector, name) {
-			return ""
-		}
-	}
-	if !hasDNS01 {
-		return fmt.Sprintf("the issuer %q has no dns01 solver", issuer.Metadata.Name)
-	}
-	return fmt.Sprintf("no dns01 solver of the issuer %q selects it", issuer.Metadata.Name)
-}
-
-// issuerSolvers returns the solvers of an Issuer; none means one HTTP-01
-// solver (see SetDefaults), as the workers read it.
-func issuerSolvers(issuer *messages.Issuer) []messages.ACMESolver {
-	if issuer.Spec.ACME == nil || len(issuer.Spec.ACME.Solvers) == 0 {
-		return []messages.ACMESolver{{HTTP01: &messages.HTTP01Solver{}}}
-	}
-	return issuer.Spec.ACME.Solvers
-}
-
-// noSolverFor says why no solver of issuer can validate the name (lower
-// case, not a wildcard), or "" if one selects it: the workers would find
-// none for its challenge.
-func noSolverFor(name string, issuer *messages.Issuer) string {
-	solvers := issuerSolvers(issuer)
-	var sels []string
-	for i, s := range solvers {
-		if s.HTTP01 == nil && s.DNS01 == nil {
-			continue
-		}
-		if selects(s.Selector, name) {
-			return ""
-		}
-		sels = append(sels, fmt.Sprintf("solvers[%d] selects %s", i, describeSelector(s.Selector)))
-	}
-	why := fmt.Sprintf("no solver of the issuer %q selects it", issuer.Metadata.Name)
-	if len(sels) > 0 {
-		const most = 3
-		if len(sels) > most {
-			sels = append(sels[:most], fmt.Sprintf("%d more", len(sels)-most))
-		}
-		why += " (" + strings.Join(sels, "; ") + ")"
-	}
-	return why
-}
-
-// describeSelector renders a selector briefly: dnsZones "a.com", "b.com";
-// dnsNames "www.c.com".
-func describeSelector(sel *messages.SolverSelector) string {
-	list := func(what string, items []string) string {
-		const most = 3
-		q := make([]string, 0, most+1)
-		for i, it := range items {
-			if i == most {
-				q = append(q, fmt.Sprintf("and %d more", len(items)-most))
-				break
-			}
-			q = append(q, quote(it))
-		}
-		return what + " " + strings.Join(q, ", ")
-	}
-	var parts []string
-	if len(sel.DNSZones) > 0 {
-		parts = append(parts, list("dnsZones", sel.DNSZones))
-	}
-	if len(sel.DNSNames) > 0 {
-		parts = append(parts, list("dnsNames", sel.DNSNames))
-	}
-	return strings.Join(parts, " and ")
-}
-
-// selects reports whether a solver selector matches name, as cert-manager
-// matches them: no selector matches everything, dnsNames match exactly
-// ("*.example.com" for a wildcard) and dnsZones match the zone and its
-// subdomains.
-func selects(sel *messages.SolverSelector, name string) bool {
-	if sel == nil || len(sel.DNSNames) == 0 && len(sel.DNSZones) == 0 {
-		return true
-	}
-	for _, n := range sel.DNSNames {
-		if strings.EqualFold(n, name) {
-			return true
-		}
-	}
-	for _, z := range sel.DNSZones {
-		z = strings.TrimSuffix(strings.ToLower(z), ".")
-		if name == z || strings.HasSuffix(name, "."+z) {
-			return true
-		}
-	}
-	return false
-}
-
 // ValidateIssuer checks an Issuer (after defaulting, see SetDefaults). It
 // returns nil or every problem found, joined with errors.Join; each names
 // the field and the rule.
@@ -561,19 +468,14 @@ func ValidateIssuer(i *messages.Issuer) error {
 			add(fmt.Errorf("%s: exactly one of http01 or dns01 must be set", field))
 			continue
 		}
-		if s.Selector != nil {
-			errs = append(errs, validateSelector(field+".selector", s.Selector)...)
-		}
-		if s.DNS01 != nil {
-			errs = append(errs, validateDNS01(field+".dns01", s.DNS01)...)
-		}
+		errs = append(errs, validateSolver(field, s)...) // validate_solvers.go
 	}
 	add(checkResourceSize(i))
 	return joinErrors(errs)
 }
 
 // validateSelector checks a solver's selector: dnsNames are DNS names (a
-// "*." wildcard allowed, as in a Certificate), dnsZones are DNS names
+// "*." wildcard allowed, as in a Certificate, and a trailing dot), dnsZones are DNS names
 // without a wildcard, with an optional trailing dot, and may be a single
 // label.
 func validateSelector(field string, sel *messages.SolverSelector) []error {
@@ -584,7 +486,8 @@ func validateSelector(field string, sel *messages.SolverSelector) []error {
 			errs = append(errs, fmt.Errorf("%s: must not be empty", f))
 			continue
 		}
-		if _, reason := checkDNSName(strings.ToLower(n)); reason != "" {
+		// A trailing dot is accepted, as solver selection ignores it.
+		if _, reason := checkDNSName(strings.ToLower(strings.TrimSuffix(n, "."))); reason != "" {
 			errs = append(errs, fmt.Errorf("%s: %s is not a valid DNS name: %s", f, quote(n), reason))
 		}
 	}

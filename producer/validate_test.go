@@ -143,12 +143,12 @@ func TestValidateCertificateRejects(t *testing.T) {
 	}, {
 		name:   "wildcard with an HTTP-01-only issuer",
 		mutate: func(c *messages.Certificate) { c.Spec.DNSNames = []string{"*.example.com"} },
-		want:   `spec.dnsNames[0]: "*.example.com" is a wildcard, which HTTP-01 cannot validate: the issuer "dev" has no dns01 solver`,
+		want:   `spec.dnsNames[0]: "*.example.com" is a wildcard, which only DNS-01 can validate: issuer "dev": no solver matches "*.example.com": solver 0 (http01): HTTP-01 cannot validate a wildcard name`,
 	}, {
 		name:   "wildcard not selected by the dns01 solver",
 		mutate: func(c *messages.Certificate) { c.Spec.DNSNames = []string{"example.com", "*.example.com"} },
 		issuer: dnsIssuer(&messages.SolverSelector{DNSZones: []string{"example.org"}}),
-		want:   `spec.dnsNames[1]: "*.example.com" is a wildcard, which HTTP-01 cannot validate: no dns01 solver of the issuer "dev" selects it`,
+		want:   `spec.dnsNames[1]: "*.example.com" is a wildcard, which only DNS-01 can validate: issuer "dev": no solver matches "*.example.com": solver 0 (http01): HTTP-01 cannot validate a wildcard name; solver 1 (dns01): dnsZones ["example.org"] do not contain "*.example.com"`,
 	}, {
 		name:   "wildcard in the middle",
 		mutate: func(c *messages.Certificate) { c.Spec.DNSNames = []string{"www.*.example.com"} },
@@ -415,7 +415,7 @@ func TestValidateIssuer(t *testing.T) {
 		}, `spec.acme.solvers[1]: exactly one of http01 or dns01 must be set`},
 		{"dns01 without provider", func(i *messages.Issuer) {
 			i.Spec.ACME.Solvers = []messages.ACMESolver{{DNS01: &messages.DNS01Solver{}}}
-		}, `spec.acme.solvers[0].dns01: a provider is required (rfc2136)`},
+		}, `spec.acme.solvers[0].dns01: a provider is required (rfc2136, webhook or lego)`},
 		{"nameserver missing", rfc(func(p *messages.RFC2136Provider) { p.Nameserver = "" }), s0 + `.nameserver: required (host:port)`},
 		{"nameserver without port", rfc(func(p *messages.RFC2136Provider) { p.Nameserver = "ns1.example.com" }),
 			s0 + `.nameserver: "ns1.example.com" must be host:port, e.g. 10.0.0.53:53`},

@@ -308,10 +308,11 @@ func (r *certRun) issue(ctx context.Context, why *trigger) (Outcome, error) {
 	if err != nil {
 		return Done(), fmt.Errorf("certificate %s/%s: %w", ns, name, err)
 	}
-	labels := map[string]string{labelSpecHash: specHash(cert.Spec)}
+	labels := make(map[string]string, len(cert.Metadata.Labels)+1)
 	for k, v := range cert.Metadata.Labels {
 		labels[k] = v
 	}
+	labels[labelSpecHash] = specHash(cert.Spec) // ours, whatever the user's labels say
 	cr := &messages.CertificateRequest{
 		Metadata: messages.ObjectMeta{Name: crName, Namespace: ns, Labels: labels, OwnerReference: &r.ref},
 		Spec:     messages.CertificateRequestSpec{Request: string(csr), IssuerRef: cert.Spec.IssuerRef, Duration: cert.Spec.Duration},

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/acmeq/acmeq/scheduler"
+	"github.com/acmeq/acmeq/solvers/dns01"
 )
 
 // Defaults of Config. cmd/acmeq reads its environment defaults from these.
@@ -113,6 +114,12 @@ type Config struct {
 	// Resolve maps a DNS name to the address self-checks dial; nil uses the
 	// system resolver. Tests and `acmeq dev` point names at 127.0.0.1.
 	Resolve func(ctx context.Context, host string) (string, error)
+	// DNS01SelfCheck configures the DNS-01 self-check and lookups: the
+	// recursive nameservers (ACMEQ_DNS01_RECURSIVE_NAMESERVERS) and whether
+	// to ask only them (ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY). Defaults
+	// to dns01.SelfCheckConfig's defaults (the nameservers of
+	// /etc/resolv.conf, then the zone's authoritative nameservers).
+	DNS01SelfCheck dns01.SelfCheckConfig
 	// Scheduler configures the challenge scheduler.
 	Scheduler scheduler.Config
 	// Registerer receives the worker's Prometheus metrics; nil registers

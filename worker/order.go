@@ -16,6 +16,7 @@ import (
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/scheduler"
+	"github.com/acmeq/acmeq/solvers"
 )
 
 // ChallengeName is the name of an order's challenge for authorization i,
@@ -221,7 +222,12 @@ func (r *orderRun) ensureChallenge(ctx context.Context, i int, a messages.ACMEAu
 
 // buildChallenge picks the solver for authorization a and fills the spec.
 func buildChallenge(cl *acmeclient.Client, iss *messages.Issuer, order *messages.Order, i int, a messages.ACMEAuthorization) (*messages.Challenge, error) {
-	solver, typ, err := selectSolver(iss, a.Identifier, a.Wildcard, order.Metadata.Labels)
+	// Among the types the CA offers for this name, as cert-manager picks.
+	offered := make([]string, 0, len(a.Challenges))
+	for _, c := range a.Challenges {
+		offered = append(offered, c.Type)
+	}
+	solver, typ, err := solvers.SelectOffered(iss.Spec.ACME.Solvers, a.Identifier, a.Wildcard, order.Metadata.Labels, offered)
 	if err != nil {
 		return nil, &badSolverError{fmt.Sprintf("Failed to determine a valid solver configuration for the set of domains on the Order: %v", err)}
 	}

@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/acmeq/acmeq/internal/store"
@@ -189,12 +188,12 @@ func readyGeneration(conds []messages.Condition) string {
 	return string(c.Status) + "-" + c.Reason
 }
 
-// userLabels are the labels of a resource without acmeq's own
-// (acmeq.io/...): the Certificate's labels, which solver selectors match.
+// userLabels are the labels of a resource without acmeq's own: the
+// Certificate's labels, which solver selectors match.
 func userLabels(l map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range l {
-		if strings.HasPrefix(k, "acmeq.io/") {
+		if k == labelSpecHash {
 			continue
 		}
 		if out == nil {

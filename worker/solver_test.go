@@ -24,10 +24,40 @@ func dns01Challenge(p *messages.RFC2136Provider) *messages.Challenge {
 	return ch
 }
 
+// Lego settings are checked when presenting, and their errors are
+// retried: a provider unknown to this worker may be known to a newer one.
+func TestLegoSettingsCheckedWhenPresenting(t *testing.T) {
+	t.Parallel()
+	w := &Worker{cfg: Config{DNS01SelfCheck: dns01.SelfCheckConfig{RecursiveNameservers: []string{"127.0.0.1:53"}}}}
+	for p, want := range map[*messages.LegoProvider]string{
+		{Provider: "route99"}: `lego: unknown provider "route99" (known: pdns)`,
+		{Provider: "pdns", Config: map[string]string{"PDNS_API_KEY": "k"}}: "lego: invalid provider settings: pdns: PDNS_API_KEY is a credential: put it in the credentials Secret, not in config; " +
+			"PDNS_API_URL is required (in config); PDNS_API_KEY is required (in the credentials Secret)",
+	} {
+		ch := dns01Challenge(nil)
+		ch.Spec.Solver.DNS01 = &messages.DNS01Solver{Lego: p}
+		s, err := w.solverFor(ch)
+		if err != nil {
+			t.Fatalf("solverFor: %v", err)
+		}
+		if err := s.Present(t.Context(), solverChallenge(ch)); err == nil || err.Error() != want {
+			t.Errorf("Present = %v\nwant %s", err, want)
+		}
+	}
+}
+
 func TestSolverForDNS01Config(t *testing.T) {
 	t.Parallel()
-	w := &Worker{}
+	w := &Worker{cfg: Config{DNS01SelfCheck: dns01.SelfCheckConfig{RecursiveNameservers: []string{"127.0.0.1:53"}}}}
 	ref := &messages.SecretKeySelector{Name: "tsig", Key: "key"}
+	with := func(d messages.DNS01Solver) *messages.Challenge {
+		ch := dns01Challenge(nil)
+		ch.Spec.Solver.DNS01 = &d
+		return ch
+	}
+	rfc := &messages.RFC2136Provider{Nameserver: "127.0.0.1:53"}
+	hook := &messages.WebhookProvider{URL: "https://dns-bridge.test/acme"}
+	pdns := &messages.LegoProvider{Provider: "pdns", Config: map[string]string{"PDNS_API_URL": "http://127.0.0.1:8081"}, CredentialsSecretRef: &messages.SecretRef{Name: "pdns"}}
 	tests := []struct {
 		name string
 		ch   *messages.Challenge
@@ -36,11 +66,25 @@ func TestSolverForDNS01Config(t *testing.T) {
 		{"rfc2136", dns01Challenge(&messages.RFC2136Provider{Nameserver: "127.0.0.1:53", TSIGKeyName: "k.", TSIGSecretSecretRef: ref}), ""},
 		{"unsigned", dns01Challenge(&messages.RFC2136Provider{Nameserver: "127.0.0.1:53"}), ""},
 		{"no provider", dns01Challenge(nil),
-			`DNS-01 solver for "www.example.test": the challenge's solver has no dns01 provider (want rfc2136)`},
+			`DNS-01 solver for "www.example.test": the challenge's solver has no dns01 provider (want rfc2136, webhook or lego)`},
 		{"bad nameserver", dns01Challenge(&messages.RFC2136Provider{Nameserver: "ns.example.test"}),
 			`DNS-01 solver for "www.example.test": rfc2136: nameserver "ns.example.test" must be host:port, e.g. 10.0.0.53:53`},
 		{"key name without secret", dns01Challenge(&messages.RFC2136Provider{Nameserver: "127.0.0.1:53", TSIGKeyName: "k."}),
 			`DNS-01 solver for "www.example.test": rfc2136: tsigKeyName is set without tsigSecretSecretRef`},
+		{"rfc2136 following CNAMEs", with(messages.DNS01Solver{RFC2136: rfc, CNAMEStrategy: "Follow"}), ""},
+		{"webhook", with(messages.DNS01Solver{Webhook: hook}), ""},
+		{"webhook with auth and timeout", with(messages.DNS01Solver{Webhook: &messages.WebhookProvider{URL: "http://127.0.0.1:1/x", Timeout: "2s",
+			BearerTokenSecretRef: ref, HMACSecretRef: ref}, CNAMEStrategy: "None"}), ""},
+		{"lego", with(messages.DNS01Solver{Lego: pdns}), ""},
+		{"two providers", with(messages.DNS01Solver{RFC2136: rfc, Webhook: hook}),
+			`DNS-01 solver for "www.example.test": the challenge's solver has more than one dns01 provider (want one of rfc2136, webhook or lego)`},
+		{"bad cnameStrategy", with(messages.DNS01Solver{RFC2136: rfc, CNAMEStrategy: "follow"}),
+			`DNS-01 solver for "www.example.test": cnameStrategy "follow" is not supported (want None or Follow)`},
+		{"webhook URL", with(messages.DNS01Solver{Webhook: &messages.WebhookProvider{URL: "dns-bridge.test"}}),
+			`DNS-01 solver for "www.example.test": webhook: url "dns-bridge.test" must be an absolute http or https URL`},
+		{"webhook timeout", with(messages.DNS01Solver{Webhook: &messages.WebhookProvider{URL: "https://x.test", Timeout: "soon"}}),
+			`DNS-01 solver for "www.example.test": webhook: timeout "soon" must be a positive duration, e.g. 30s`},
+		{"unknown lego provider (checked when presenting)", with(messages.DNS01Solver{Lego: &messages.LegoProvider{Provider: "route99"}}), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,7 +116,7 @@ func TestDNS01SelfCheckError(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	w := &Worker{}
+	w := &Worker{cfg: Config{DNS01SelfCheck: dns01.SelfCheckConfig{RecursiveNameservers: []string{b.Addr}, RecursiveNameserversOnly: true}}}
 	ch := dns01Challenge(&messages.RFC2136Provider{Nameserver: b.Addr})
 	s, err := w.solverFor(ch)
 	if err != nil {

@@ -82,27 +82,29 @@ func (c connEnv) validate(v *validation) {
 // the scheduler's named constants (defaultWorkerEnv).
 type workerEnv struct {
 	// Conn is a named field: caarlos0/env cannot set an unexported embedded one.
-	Conn              connEnv
-	Redis             connect.RedisConfig
-	Name              string        `env:"ACMEQ_WORKER_NAME"`
-	MaxConcurrent     int           `env:"ACMEQ_MAX_CONCURRENT_CHALLENGES"`
-	LeaseTTL          time.Duration `env:"ACMEQ_LEASE_TTL"`
-	SelfCheckInterval time.Duration `env:"ACMEQ_SELF_CHECK_INTERVAL"`
-	ChallengeTimeout  time.Duration `env:"ACMEQ_CHALLENGE_TIMEOUT"`
-	Concurrency       int           `env:"ACMEQ_CONCURRENCY"`
-	AckWait           time.Duration `env:"ACMEQ_ACK_WAIT"`
-	TickInterval      time.Duration `env:"ACMEQ_TICK_INTERVAL"`
-	ResyncInterval    time.Duration `env:"ACMEQ_RESYNC_INTERVAL"`
-	SchedulerAudit    bool          `env:"ACMEQ_SCHEDULER_AUDIT"`
-	FailureBackoff    time.Duration `env:"ACMEQ_FAILURE_BACKOFF"`
-	FailureBackoffMax time.Duration `env:"ACMEQ_FAILURE_BACKOFF_MAX"`
-	ARICheckMax       time.Duration `env:"ACMEQ_ARI_CHECK_MAX"`
-	MaxPanics         int           `env:"ACMEQ_MAX_PANICS"`
-	HTTP01Port        int           `env:"ACMEQ_HTTP01_SELF_CHECK_PORT"`
-	HTTP01ResolveTo   string        `env:"ACMEQ_HTTP01_SELF_CHECK_ADDRESS"`
-	ListenAddr        string        `env:"ACMEQ_LISTEN"`
-	LogFormat         string        `env:"ACMEQ_LOG_FORMAT"`
-	LogLevel          string        `env:"ACMEQ_LOG_LEVEL"`
+	Conn               connEnv
+	Redis              connect.RedisConfig
+	Name               string        `env:"ACMEQ_WORKER_NAME"`
+	MaxConcurrent      int           `env:"ACMEQ_MAX_CONCURRENT_CHALLENGES"`
+	LeaseTTL           time.Duration `env:"ACMEQ_LEASE_TTL"`
+	SelfCheckInterval  time.Duration `env:"ACMEQ_SELF_CHECK_INTERVAL"`
+	ChallengeTimeout   time.Duration `env:"ACMEQ_CHALLENGE_TIMEOUT"`
+	Concurrency        int           `env:"ACMEQ_CONCURRENCY"`
+	AckWait            time.Duration `env:"ACMEQ_ACK_WAIT"`
+	TickInterval       time.Duration `env:"ACMEQ_TICK_INTERVAL"`
+	ResyncInterval     time.Duration `env:"ACMEQ_RESYNC_INTERVAL"`
+	SchedulerAudit     bool          `env:"ACMEQ_SCHEDULER_AUDIT"`
+	FailureBackoff     time.Duration `env:"ACMEQ_FAILURE_BACKOFF"`
+	FailureBackoffMax  time.Duration `env:"ACMEQ_FAILURE_BACKOFF_MAX"`
+	ARICheckMax        time.Duration `env:"ACMEQ_ARI_CHECK_MAX"`
+	MaxPanics          int           `env:"ACMEQ_MAX_PANICS"`
+	HTTP01Port         int           `env:"ACMEQ_HTTP01_SELF_CHECK_PORT"`
+	HTTP01ResolveTo    string        `env:"ACMEQ_HTTP01_SELF_CHECK_ADDRESS"`
+	DNS01Recursive     []string      `env:"ACMEQ_DNS01_RECURSIVE_NAMESERVERS"`
+	DNS01RecursiveOnly bool          `env:"ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY"`
+	ListenAddr         string        `env:"ACMEQ_LISTEN"`
+	LogFormat          string        `env:"ACMEQ_LOG_FORMAT"`
+	LogLevel           string        `env:"ACMEQ_LOG_LEVEL"`
 }
 
 // defaultWorkerEnv is workerEnv before the environment is read: a
@@ -165,8 +167,22 @@ func (e workerEnv) validate(v *validation) {
 	if a := e.HTTP01ResolveTo; a != "" && net.ParseIP(a) == nil && !isHostName(a) {
 		v.add("ACMEQ_HTTP01_SELF_CHECK_ADDRESS", "%q must be an IP address or a host name, without a port", truncate(a))
 	}
+	for _, ns := range e.DNS01Recursive {
+		if host, port, err := net.SplitHostPort(ns); err != nil || net.ParseIP(host) == nil || !validPortString(port) {
+			v.add("ACMEQ_DNS01_RECURSIVE_NAMESERVERS", "%q must be an IP address and port, e.g. 10.0.0.53:53 (a comma-separated list)", truncate(ns))
+		}
+	}
+	if e.DNS01RecursiveOnly && len(e.DNS01Recursive) == 0 {
+		v.add("ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY", "needs ACMEQ_DNS01_RECURSIVE_NAMESERVERS: asking only the recursive nameservers of /etc/resolv.conf is rarely meant")
+	}
 	v.listenAddr("ACMEQ_LISTEN", e.ListenAddr)
 	v.logging(e.LogFormat, e.LogLevel)
+}
+
+// validPortString reports whether s is a port number from 1 to 65535.
+func validPortString(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // http01Env configures `acmeq http01`.

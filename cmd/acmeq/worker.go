@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/acmeq/acmeq/scheduler"
+	"github.com/acmeq/acmeq/solvers/dns01"
 	"github.com/acmeq/acmeq/worker"
 )
 
@@ -35,6 +36,7 @@ func (e workerEnv) config() worker.Config {
 		MaxPanics:         e.MaxPanics,
 		HTTP01Port:        e.HTTP01Port,
 		Scheduler:         scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL, Audit: e.SchedulerAudit},
+		DNS01SelfCheck:    dns01.SelfCheckConfig{RecursiveNameservers: e.DNS01Recursive, RecursiveNameserversOnly: e.DNS01RecursiveOnly},
 	}
 	if e.HTTP01ResolveTo != "" {
 		cfg.Resolve = worker.ResolveTo(e.HTTP01ResolveTo)

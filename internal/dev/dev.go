@@ -30,6 +30,7 @@ import (
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
 	"github.com/acmeq/acmeq/scheduler"
+	"github.com/acmeq/acmeq/solvers/dns01"
 	"github.com/acmeq/acmeq/solvers/http01"
 	"github.com/acmeq/acmeq/worker"
 )
@@ -194,6 +195,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 			Name:              name,
 			HTTP01Port:        httpPort,
 			Resolve:           worker.ResolveTo("127.0.0.1"),
+			DNS01SelfCheck:    env.dns01SelfCheck(),
 			SelfCheckInterval: o.SelfCheckInterval,
 			Scheduler:         scheduler.Config{Cap: o.Cap},
 			Logger:            o.Logger.With("worker", name),
@@ -245,6 +247,16 @@ func connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 		return nil, nil, fmt.Errorf("dev: %w", err)
 	}
 	return nc, js, nil
+}
+
+// dns01SelfCheck is the workers' DNS-01 self-check configuration: through
+// the DNS front with Options.DNS01, else through the stack's DNS server,
+// so that a self-check never asks a resolver off this machine.
+func (env *Env) dns01SelfCheck() dns01.SelfCheckConfig {
+	if env.DNS01 != nil {
+		return env.DNS01.SelfCheckConfig()
+	}
+	return dns01.SelfCheckConfig{RecursiveNameservers: []string{env.Stack.DNS.Addr}, RecursiveNameserversOnly: true}
 }
 
 // Scheduler returns a scheduler client on the stack's Redis, for

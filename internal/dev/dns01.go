@@ -8,12 +8,15 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/acmeq/acmeq/internal/stack"
 	"github.com/acmeq/acmeq/messages"
+	"github.com/acmeq/acmeq/solvers/dns01"
 )
 
 // The DNS-01 part of the dev stack (Options.DNS01).
@@ -53,6 +56,33 @@ type DNS01 struct {
 	Addr string
 
 	udp, tcp *dns.Server
+
+	mu     sync.Mutex
+	routes map[string]string // zone (canonical) -> host:port, besides BIND's zones
+}
+
+// dnsMaxCNAMEs bounds the CNAMEs the front chases for one question.
+const dnsMaxCNAMEs = 8
+
+// Route sends the queries for zone (and the names below it) to the DNS
+// server at addr, as a resolver would find them through a delegation: a
+// test adds a server it started (a second BIND, a PowerDNS) and Pebble's
+// VA and the workers' self-checks, which ask the front, see its records.
+// The longest matching zone wins; BIND's zones are routed to BIND.
+func (d *DNS01) Route(zone, addr string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.routes == nil {
+		d.routes = map[string]string{}
+	}
+	d.routes[dns.CanonicalName(zone)] = addr
+}
+
+// SelfCheckConfig is the workers' DNS-01 self-check configuration: the
+// front as their only recursive nameserver, asked directly (the zones'
+// NS records name port 53, where nothing listens on loopback).
+func (d *DNS01) SelfCheckConfig() dns01.SelfCheckConfig {
+	return dns01.SelfCheckConfig{RecursiveNameservers: []string{d.Addr}, RecursiveNameserversOnly: true}
 }
 
 // startDNS01Stack starts what stack.Start starts, in the same order and
@@ -99,7 +129,7 @@ func (d *DNS01) serve(other dns.Handler) error {
 	}
 	d.Addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		if d.inZones(req) {
+		if _, ok := d.route(req); ok {
 			d.forward(w, req)
 			return
 		}
@@ -130,31 +160,86 @@ func (d *DNS01) serve(other dns.Handler) error {
 	return nil
 }
 
-// inZones reports whether the first question of req is about a name in one
-// of BIND's zones.
-func (d *DNS01) inZones(req *dns.Msg) bool {
+// route returns the server of the zone the first question of req is in:
+// the longest of the routed zones and BIND's that contains it.
+func (d *DNS01) route(req *dns.Msg) (string, bool) {
 	if len(req.Question) == 0 {
-		return false
+		return "", false
 	}
-	for _, z := range d.BIND.Zones {
-		if dns.IsSubDomain(z, dns.CanonicalName(req.Question[0].Name)) {
-			return true
-		}
-	}
-	return false
+	return d.routeName(req.Question[0].Name)
 }
 
-// forward relays req to BIND over the transport it came in on.
+func (d *DNS01) routeName(name string) (string, bool) {
+	name = dns.CanonicalName(name)
+	best, addr := -1, ""
+	for _, z := range d.BIND.Zones {
+		if dns.IsSubDomain(z, name) && dns.CountLabel(z) > best {
+			best, addr = dns.CountLabel(z), d.BIND.Addr
+		}
+	}
+	d.mu.Lock()
+	for z, a := range d.routes {
+		if dns.IsSubDomain(z, name) && dns.CountLabel(z) > best {
+			best, addr = dns.CountLabel(z), a
+		}
+	}
+	d.mu.Unlock()
+	return addr, best >= 0
+}
+
+// forward relays req to the server of its zone over the transport it came
+// in on and, as a recursive resolver does, chases a CNAME answer into the
+// zone of its target (which may be on another server), appending what it
+// finds.
 func (d *DNS01) forward(w dns.ResponseWriter, req *dns.Msg) {
 	network := "udp"
 	if _, tcp := w.LocalAddr().(*net.TCPAddr); tcp {
 		network = "tcp"
 	}
 	c := &dns.Client{Net: network, Timeout: dnsForwardTimeout}
-	r, _, err := c.Exchange(req, d.BIND.Addr)
+	addr, _ := d.route(req)
+	r, _, err := c.Exchange(req, addr)
 	if err != nil {
 		r = new(dns.Msg)
 		r.SetRcode(req, dns.RcodeServerFailure)
+		r.Id = req.Id
+		_ = w.WriteMsg(r)
+		return
+	}
+	q := req.Question[0]
+	name := q.Name
+	for range dnsMaxCNAMEs {
+		if q.Qtype == dns.TypeCNAME || r.Rcode != dns.RcodeSuccess {
+			break
+		}
+		target := ""
+		answered := false
+		for _, rr := range r.Answer {
+			if !strings.EqualFold(rr.Header().Name, name) {
+				continue
+			}
+			if cn, ok := rr.(*dns.CNAME); ok {
+				target = cn.Target
+			} else if rr.Header().Rrtype == q.Qtype {
+				answered = true
+			}
+		}
+		if answered || target == "" {
+			break
+		}
+		a, ok := d.routeName(target)
+		if !ok {
+			break
+		}
+		sub := new(dns.Msg)
+		sub.SetQuestion(target, q.Qtype)
+		sr, _, err := c.Exchange(sub, a)
+		if err != nil {
+			break
+		}
+		r.Answer = append(r.Answer, sr.Answer...)
+		r.Rcode = sr.Rcode
+		name = target
 	}
 	r.Id = req.Id
 	_ = w.WriteMsg(r)

@@ -1,6 +1,7 @@
 package dns01
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -31,6 +32,36 @@ func startBIND(t *testing.T) *stack.BIND {
 	return b
 }
 
+// startBINDZones starts a real BIND serving zones, stopped when the test
+// ends.
+func startBINDZones(t *testing.T, zones ...string) *stack.BIND {
+	t.Helper()
+	b, err := stack.StartBIND(t.TempDir(), zones...)
+	if err != nil {
+		t.Fatalf("starting BIND: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Stop() })
+	return b
+}
+
+// updateRR adds rr to zone at b with an RFC 2136 update signed with b's
+// key, as a zone's owner would (e.g. a customer's CNAME).
+func updateRR(b *stack.BIND, zone string, rr dns.RR) error {
+	m := new(dns.Msg)
+	m.SetUpdate(zone)
+	m.Insert([]dns.RR{rr})
+	m.SetTsig(b.TSIGKeyName, dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{b.TSIGKeyName: b.TSIGSecret}}
+	r, _, err := c.Exchange(m, b.Addr)
+	if err != nil {
+		return err
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return fmt.Errorf("update %s: %s", rr.Header().Name, dns.RcodeToString[r.Rcode])
+	}
+	return nil
+}
+
 // rfc2136Config returns the configuration of a provider updating b with
 // its key, with short timeouts.
 func rfc2136Config(b *stack.BIND) RFC2136Config {
@@ -53,10 +84,11 @@ func newRFC2136(t *testing.T, cfg RFC2136Config) *RFC2136 {
 	return p
 }
 
-// newSelfCheck returns a SelfCheck asking nameservers.
+// newSelfCheck returns a SelfCheck asking only nameservers, as recursive
+// nameservers: every one must return the value.
 func newSelfCheck(t *testing.T, nameservers ...string) *SelfCheck {
 	t.Helper()
-	s, err := NewSelfCheck(SelfCheckConfig{Nameservers: nameservers, Timeout: 5 * time.Second})
+	s, err := NewSelfCheck(SelfCheckConfig{RecursiveNameservers: nameservers, RecursiveNameserversOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("NewSelfCheck: %v", err)
 	}

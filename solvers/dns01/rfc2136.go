@@ -114,9 +114,10 @@ type cachedZone struct {
 	expires time.Time
 }
 
-var _ Provider = (*RFC2136)(nil)
-
-var _ solvers.Solver = (*RFC2136)(nil)
+var (
+	_ Provider       = (*RFC2136)(nil)
+	_ RecordProvider = (*RFC2136)(nil)
+)
 
 // NewRFC2136 returns an RFC2136 provider configured by cfg, or an error
 // naming the first invalid field, e.g.
@@ -201,11 +202,11 @@ func validHostPort(s string) bool {
 //
 //	dns01: rfc2136: update _acme-challenge.a.example.test. in zone example.test.: server answered REFUSED
 func (p *RFC2136) Present(ctx context.Context, ch solvers.Challenge) error {
-	name, err := validateChallenge(ch)
+	r, err := RecordOf(ch)
 	if err != nil {
 		return err
 	}
-	return p.update(ctx, name, ch.Key, true)
+	return p.PresentRecord(ctx, r)
 }
 
 // CleanUp removes ch.Key from the TXT records at
@@ -213,11 +214,31 @@ func (p *RFC2136) Present(ctx context.Context, ch solvers.Challenge) error {
 // 2136 update that deletes that record only. Cleaning up a value that is
 // not there is not an error.
 func (p *RFC2136) CleanUp(ctx context.Context, ch solvers.Challenge) error {
-	name, err := validateChallenge(ch)
+	r, err := RecordOf(ch)
 	if err != nil {
 		return err
 	}
-	return p.update(ctx, name, ch.Key, false)
+	return p.CleanUpRecord(ctx, r)
+}
+
+// PresentRecord adds r.Value to the TXT records at r.FQDN, keeping any
+// other values, as Present does.
+func (p *RFC2136) PresentRecord(ctx context.Context, r Record) error {
+	name, err := validateRecord(r)
+	if err != nil {
+		return err
+	}
+	return p.update(ctx, name, r.Value, true)
+}
+
+// CleanUpRecord removes r.Value from the TXT records at r.FQDN, keeping
+// any other values, as CleanUp does.
+func (p *RFC2136) CleanUpRecord(ctx context.Context, r Record) error {
+	name, err := validateRecord(r)
+	if err != nil {
+		return err
+	}
+	return p.update(ctx, name, r.Value, false)
 }
 
 // update adds (add) or deletes the TXT record name with value.

@@ -10,17 +10,18 @@ import (
 )
 
 func TestNewSelfCheckValidation(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		cfg  SelfCheckConfig
 		want string
 	}{
-		{"no nameservers", SelfCheckConfig{},
-			`dns01: self check: nameservers is required (host:port of each authoritative nameserver)`},
-		{"no port", SelfCheckConfig{Nameservers: []string{"10.0.0.53:53", "10.0.0.54"}},
-			`dns01: self check: nameservers[1] "10.0.0.54" must be host:port, e.g. 10.0.0.53:53`},
-		{"negative timeout", SelfCheckConfig{Nameservers: []string{"10.0.0.53:53"}, Timeout: -time.Second},
-			`dns01: self check: negative timeout -1s`},
+		{"no port", SelfCheckConfig{RecursiveNameservers: []string{"10.0.0.53:53", "10.0.0.54"}},
+			`dns01: self check: RecursiveNameservers[1] (ACMEQ_DNS01_RECURSIVE_NAMESERVERS) "10.0.0.54" must be host:port, e.g. 10.0.0.53:53`},
+		{"negative timeout", SelfCheckConfig{RecursiveNameservers: []string{"10.0.0.53:53"}, Timeout: -time.Second},
+			`dns01: self check: negative Timeout -1s`},
+		{"bad port", SelfCheckConfig{RecursiveNameservers: []string{"10.0.0.53:53"}, AuthoritativePort: 70000},
+			`dns01: self check: AuthoritativePort 70000 is not a port number`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := NewSelfCheck(tc.cfg)
@@ -29,8 +30,8 @@ func TestNewSelfCheckValidation(t *testing.T) {
 			}
 		})
 	}
-	s, err := NewSelfCheck(SelfCheckConfig{Nameservers: []string{"[::1]:53"}})
-	if err != nil || s.timeout != DefaultTimeout {
+	s, err := NewSelfCheck(SelfCheckConfig{RecursiveNameservers: []string{"[::1]:53"}})
+	if err != nil || s.timeout != DefaultTimeout || s.resolver.port != DefaultAuthoritativePort || s.only {
 		t.Fatalf("NewSelfCheck(defaults) = %+v, %v", s, err)
 	}
 }
@@ -63,7 +64,7 @@ func TestSelfCheckNameserverErrors(t *testing.T) {
 
 	// BIND refuses names outside its zones.
 	err := newSelfCheck(t, b.Addr).Check(t.Context(), challenge("a.example.com", "digest"))
-	want := "dns01: NS " + b.Addr + " returned REFUSED for _acme-challenge.a.example.com."
+	want := "dns01: following the CNAMEs of _acme-challenge.a.example.com.: CNAME query for _acme-challenge.a.example.com.: " + b.Addr + " answered REFUSED"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Check outside the zones = %v, want %q", err, want)
 	}
@@ -78,7 +79,7 @@ func TestSelfCheckNameserverErrors(t *testing.T) {
 	}
 	defer blackhole.Close()
 	silent := blackhole.LocalAddr().String()
-	s, err := NewSelfCheck(SelfCheckConfig{Nameservers: []string{b.Addr, silent}, Timeout: 300 * time.Millisecond})
+	s, err := NewSelfCheck(SelfCheckConfig{RecursiveNameservers: []string{b.Addr, silent}, RecursiveNameserversOnly: true, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
