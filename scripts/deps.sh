@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Go cannot fetch: redis-server (the scheduler's store in the
 # dev stack and the tests), BIND9 (named, for the RFC 2136 tests), nginx
-# (the edge server of the delivery tests) and python3 (the example event
-# consumer in examples/events-python).
+# (the edge server of the delivery tests), python3 (the example event
+# consumer in examples/events-python) and chromium (the fleet view's browser
+# test, headless).
 # Debian/Ubuntu packages; needs root or sudo when something is missing.
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ command -v named >/dev/null 2>&1 || need+=(bind9 bind9-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
