@@ -112,8 +112,11 @@ func (c *Config) defaults() {
 func (c Config) Validate() error {
 	c.defaults()
 	host, port, err := net.SplitHostPort(c.Listen)
-	if err != nil || port == "" {
-		return fmt.Errorf("ui: Listen (--listen) %q is not host:port: %v", c.Listen, err)
+	if err != nil {
+		return fmt.Errorf("ui: Listen (--listen) %q is not host:port: %w", c.Listen, err)
+	}
+	if port == "" {
+		return fmt.Errorf("ui: Listen (--listen) %q has no port", c.Listen)
 	}
 	if c.Token != "" && len(c.Token) < minTokenLength {
 		return fmt.Errorf("ui: Token (ACMEQ_UI_TOKEN) must be at least %d characters, got %d", minTokenLength, len(c.Token))
