@@ -2,8 +2,9 @@
 # Installs what Go cannot fetch: redis-server (the scheduler's store in the
 # dev stack and the tests), BIND9 (named, for the RFC 2136 tests), nginx
 # (the edge server of the delivery tests), PowerDNS Authoritative with its
-# sqlite3 backend (the lego bridge's tests) and python3 (the example event
-# consumer in examples/events-python).
+# sqlite3 backend (the lego bridge's tests), python3 (the example event
+# consumer in examples/events-python) and chromium (the fleet view's browser
+# test, headless).
 # Debian/Ubuntu packages; needs root or sudo when something is missing.
 set -euo pipefail
 need=()
@@ -15,6 +16,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 { command -v pdns_server >/dev/null 2>&1 || [ -x /usr/sbin/pdns_server ]; } || need+=(pdns-server)
 [ -e /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || [ -e /usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql ] || need+=(pdns-backend-sqlite3)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
