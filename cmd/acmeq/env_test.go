@@ -188,7 +188,7 @@ func TestReadmeConfigurationTable(t *testing.T) {
 	}
 	// What the env structs read, with their defaults.
 	defaults := map[string]reflect.Value{}
-	for _, cfg := range []any{ptr(defaultWorkerEnv()), ptr(defaultHTTP01Env()), ptr(defaultConnEnv())} {
+	for _, cfg := range []any{ptr(defaultWorkerEnv()), ptr(defaultHTTP01Env()), ptr(defaultConnEnv()), ptr(defaultUIEnv())} {
 		params, err := env.GetFieldParams(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -196,7 +196,7 @@ func TestReadmeConfigurationTable(t *testing.T) {
 		fields := fieldValues(reflect.ValueOf(cfg).Elem())
 		for _, p := range params {
 			v := fields[p.Key]
-			if old, seen := defaults[p.Key]; seen && old.Interface() != v.Interface() {
+			if old, seen := defaults[p.Key]; seen && !reflect.DeepEqual(old.Interface(), v.Interface()) {
 				t.Errorf("%s has two defaults: %v and %v", p.Key, old, v)
 			}
 			defaults[p.Key] = v

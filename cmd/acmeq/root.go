@@ -79,7 +79,7 @@ func newRootCmd() *cobra.Command {
 		&cobra.Group{ID: "run", Title: "Running acmeq:"},
 		&cobra.Group{ID: "resources", Title: "Resources (kubectl habits):"},
 	)
-	root.AddCommand(newWorkerCmd(), newHTTP01Cmd())
+	root.AddCommand(newWorkerCmd(), newHTTP01Cmd(), newUICmd())
 	for _, f := range extraCommands {
 		root.AddCommand(f())
 	}
