@@ -506,10 +506,24 @@ func (a *Agent) writeEntry(key string, e jetstream.KeyValueEntry) error {
 	return nil
 }
 
-// flush writes what is pending, runs the hook once if anything changed
-// on disk (or its last run failed), and updates the metrics.
+// flush writes what is pending, updates the metrics of what is on disk,
+// then runs the hook once if anything changed (or its last run failed):
+// whoever the hook tells already sees the files in the metrics.
 func (a *Agent) flush(ctx context.Context) []error {
 	errs := a.writePending()
+	a.m.held.Set(float64(len(a.expiry)))
+	a.m.failing.Set(float64(len(a.failing)))
+	soonest := time.Time{}
+	for _, t := range a.expiry {
+		if soonest.IsZero() || t.Before(soonest) {
+			soonest = t
+		}
+	}
+	if soonest.IsZero() {
+		a.m.soonest.Set(0)
+	} else {
+		a.m.soonest.Set(float64(soonest.Unix()))
+	}
 	if a.cfg.Exec != "" && (len(a.changed) > 0 || a.hookErr != nil) {
 		a.m.hookRuns.Inc()
 		changed := slices.Sorted(maps.Keys(a.changed))
@@ -532,19 +546,6 @@ func (a *Agent) flush(ctx context.Context) []error {
 		a.hookErr = err
 	} else if a.cfg.Exec == "" {
 		clear(a.changed)
-	}
-	a.m.held.Set(float64(len(a.expiry)))
-	a.m.failing.Set(float64(len(a.failing)))
-	soonest := time.Time{}
-	for _, t := range a.expiry {
-		if soonest.IsZero() || t.Before(soonest) {
-			soonest = t
-		}
-	}
-	if soonest.IsZero() {
-		a.m.soonest.Set(0)
-	} else {
-		a.m.soonest.Set(float64(soonest.Unix()))
 	}
 	if len(a.failing) == 0 && len(a.pending) == 0 && a.hookErr == nil {
 		a.m.lastSync.Set(float64(a.cfg.Now().Unix()))

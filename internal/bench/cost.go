@@ -277,20 +277,32 @@ func waitQuiet(ctx context.Context, js jetstream.JetStream, stable time.Duration
 	}
 }
 
-// streamSeqs returns the last sequence of every stream and the number of
-// messages still in the work stream.
+// streamSeqs returns the last sequence of every stream and the work not
+// done yet: what the work consumers have still to deliver or see acked.
+// (The work stream's message count would not do: renewal timers wait in
+// it as scheduled messages for as long as the certificates are valid.)
 func streamSeqs(ctx context.Context, js jetstream.JetStream) (map[string]uint64, uint64, error) {
 	out := map[string]uint64{}
-	var pending uint64
 	l := js.ListStreams(ctx)
 	for info := range l.Info() {
 		out[info.Config.Name] = info.State.LastSeq
-		if info.Config.Name == messages.WorkStream {
-			pending = info.State.Msgs
-		}
 	}
 	if err := l.Err(); err != nil {
 		return nil, 0, fmt.Errorf("bench: list streams: %w", err)
+	}
+	var pending uint64
+	if _, ok := out[messages.WorkStream]; ok {
+		st, err := js.Stream(ctx, messages.WorkStream)
+		if err != nil {
+			return nil, 0, fmt.Errorf("bench: work stream: %w", err)
+		}
+		cl := st.ListConsumers(ctx)
+		for ci := range cl.Info() {
+			pending += ci.NumPending + uint64(ci.NumAckPending)
+		}
+		if err := cl.Err(); err != nil {
+			return nil, 0, fmt.Errorf("bench: list work consumers: %w", err)
+		}
 	}
 	return out, pending, nil
 }
