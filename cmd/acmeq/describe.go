@@ -47,10 +47,12 @@ resource of the kind in the namespace. Text from users and CAs is escaped
 	return cmd
 }
 
-// described is a resource with its events.
+// described is a resource with its events, and the sections describe
+// shows of what lives outside it (an Issuer's rate-limit budgets).
 type described struct {
-	obj    messages.Object
-	events []messages.Event
+	obj      messages.Object
+	events   []messages.Event
+	sections []view.Section
 }
 
 // describeResources prints the named resource (every resource of kind in
@@ -63,6 +65,18 @@ func describeResources(ctx context.Context, out, errOut io.Writer, st *store.Sto
 	if len(items) == 0 {
 		noResources(errOut, ns, false)
 		return nil
+	}
+	if kind == messages.KindIssuer {
+		objs := make([]messages.Object, len(items))
+		for i := range items {
+			objs[i] = items[i].obj
+		}
+		secs := budgetSections(ctx, objs, now)
+		for i := range items {
+			if sec, ok := secs[items[i].obj]; ok {
+				items[i].sections = append(items[i].sections, sec)
+			}
+		}
 	}
 	return renderDescribed(out, items, now)
 }
@@ -93,7 +107,7 @@ func renderDescribed(out io.Writer, items []described, now time.Time) error {
 		if i > 0 {
 			sep = "\n\n"
 		}
-		if _, err := io.WriteString(out, sep+view.Describe(it.obj, it.events, now)); err != nil {
+		if _, err := io.WriteString(out, sep+view.Describe(it.obj, it.events, now, it.sections...)); err != nil {
 			return err
 		}
 	}

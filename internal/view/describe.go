@@ -66,7 +66,7 @@ func (p prefixWriter) write(level int, format string, a ...any) {
 // secrets are shown as "[...]". Events are aggregated (AggregateEvents)
 // and ordered by first occurrence; their Age is "19s", or "101s (x3 over
 // 106s)" for repeats.
-func Describe(obj messages.Object, events []messages.Event, now time.Time) string {
+func Describe(obj messages.Object, events []messages.Event, now time.Time, sections ...Section) string {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 8, 2, ' ', 0)
 	w := prefixWriter{tw}
@@ -81,9 +81,47 @@ func Describe(obj messages.Object, events []messages.Event, now time.Time) strin
 	} else {
 		printContent(w, 0, content, "", describeSkip)
 	}
+	for _, sec := range sections {
+		describeSection(w, sec)
+	}
 	describeEvents(w, AggregateEvents(events), now)
 	_ = tw.Flush()
 	return buf.String()
+}
+
+// Section is a table describe shows before the events, as kubectl shows
+// what is not in the resource itself (an Issuer's rate-limit budgets,
+// which live in Redis).
+type Section struct {
+	// Title is the section's name ("Rate Limits").
+	Title string
+	// Header names the columns; Rows are escaped when printed.
+	Header []string
+	Rows   [][]string
+	// Empty is printed instead of the table when there are no rows
+	// ("<none>", or why the section is unavailable).
+	Empty string
+}
+
+func describeSection(w prefixWriter, sec Section) {
+	if len(sec.Rows) == 0 {
+		w.write(0, "%s:\t%s\n", sec.Title, Escape(sec.Empty))
+		return
+	}
+	_ = w.w.Flush()
+	w.write(0, "%s:\n  %s\n", sec.Title, strings.Join(sec.Header, "\t"))
+	dashes := make([]string, len(sec.Header))
+	for i, h := range sec.Header {
+		dashes[i] = strings.Repeat("-", len(h))
+	}
+	w.write(1, "%s\n", strings.Join(dashes, "\t"))
+	for _, r := range sec.Rows {
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = Escape(c)
+		}
+		w.write(1, "%s\n", strings.Join(cells, "\t"))
+	}
 }
 
 // printLabels is kubectl's printLabelsMultiline.
