@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 )
 
 // setup starts a real, private redis-server for the test and returns a
@@ -68,15 +69,7 @@ func testCtx(t testing.TB) context.Context {
 // timeout.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		<-tick.C
-	}
+	stacktest.EventuallyTrue(t, timeout, "the condition", cond)
 }
 
 func item(ns, name, solverType, dnsName string, score int64) Item {

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,10 +135,5 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 // eventually polls cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	stacktest.Eventually(t, timeout, func() error {
-		if cond() {
-			return nil
-		}
-		return errors.New("condition not met")
-	})
+	stacktest.EventuallyTrue(t, timeout, "the condition", cond)
 }

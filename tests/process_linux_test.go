@@ -83,6 +83,11 @@ func startWorker(t testing.TB, env *dev.Env, name string, extra ...string) *work
 		"ACMEQ_LISTEN=127.0.0.1:0",
 		"ACMEQ_LOG_FORMAT=text",
 	)
+	if env.DNS01 != nil {
+		// The DNS-01 self-check asks the dev stack's DNS front, as the
+		// in-process workers do: nothing beyond loopback.
+		cmd.Env = append(cmd.Env, "ACMEQ_DNS01_RECURSIVE_NAMESERVERS="+env.DNS01.Addr, "ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY=true")
+	}
 	cmd.Env = append(cmd.Env, extra...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

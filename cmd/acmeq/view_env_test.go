@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/acmeq/acmeq/internal/dev"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
 )
@@ -62,17 +63,7 @@ func issueAll(t *testing.T, ctx context.Context, env *dev.Env, reqs []producer.R
 // eventually polls cond every 20ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("after %s: %s", timeout, what)
-		case <-tick.C:
-		}
-	}
+	stacktest.EventuallyTrue(t, timeout, what, cond)
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.

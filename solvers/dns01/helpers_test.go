@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/solvers"
 )
 
@@ -135,15 +136,5 @@ func txtValues(t *testing.T, addr, name string) []string {
 // error if that takes longer than timeout.
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	stacktest.Eventually(t, timeout, f)
 }

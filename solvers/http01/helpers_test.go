@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 )
 
 // setup starts an embedded NATS server with JetStream, stopped when the test
@@ -90,13 +92,7 @@ func serve(t *testing.T, h http.Handler) *httptest.Server {
 // polls cond every 10ms.
 func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	stacktest.EventuallyTrue(t, timeout, "the condition", cond)
 }
 
 // get performs method on url and returns the status and body.

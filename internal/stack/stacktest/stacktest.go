@@ -2,6 +2,7 @@
 package stacktest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,4 +41,16 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 		}
 		<-tick.C
 	}
+}
+
+// EventuallyTrue is Eventually for a condition without an error of its
+// own: the test fails naming what it waited for.
+func EventuallyTrue(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	Eventually(t, timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return fmt.Errorf("waiting for %s", what)
+	})
 }
