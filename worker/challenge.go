@@ -472,8 +472,8 @@ func (r *challengeRun) acmeError(ctx context.Context, what string, err error) (b
 }
 
 // accept tells the CA to validate. If an earlier delivery accepted already
-// (the CA says the authorization is not pending), it returns the
-// authorization's state and reason instead of failing.
+// (the CA says the authorization is not pending, or our challenge is
+// processing), it returns that state and reason instead of failing.
 func accept(ctx context.Context, cl *acmeclient.Client, ch *messages.Challenge) (messages.State, string, error) {
 	c, err := cl.Accept(ctx, &acme.Challenge{URI: ch.Spec.URL, Type: strings.ToLower(ch.Spec.Type), Token: ch.Spec.Token})
 	if err == nil {
@@ -481,8 +481,20 @@ func accept(ctx context.Context, cl *acmeclient.Client, ch *messages.Challenge) 
 		return messages.State(c.Status), "", nil
 	}
 	a, gerr := cl.GetAuthorization(ctx, ch.Spec.AuthorizationURL)
-	if gerr == nil && a.Status != acme.StatusPending {
+	if gerr != nil {
+		return "", "", err
+	}
+	if a.Status != acme.StatusPending {
 		return messages.State(a.Status), authzReason(a, ch.Spec.URL), nil
+	}
+	// The authorization stays pending while the CA validates: a challenge
+	// of ours already processing was accepted by an earlier delivery whose
+	// status write was lost (a CA refuses a second accept, "Cannot update
+	// challenge with status processing").
+	for _, c := range a.Challenges {
+		if c.URI == ch.Spec.URL && c.Status == acme.StatusProcessing {
+			return messages.StateProcessing, "", nil
+		}
 	}
 	return "", "", err
 }
