@@ -35,12 +35,12 @@ type Kind string
 
 // The resource kinds.
 const (
-	KindIssuer             Kind = "Issuer"
+	KindIssuer Kind = "Issuer"
 	// KindClusterIssuer is an Issuer that is not namespaced: Certificates
 	// of every namespace may use it (issuerRef.kind: ClusterIssuer), with
 	// one ACME account for them all. Its Go type is Issuer (see
 	// Issuer.GetKind); its metadata.namespace is empty (see ClusterScope).
-	KindClusterIssuer Kind = "ClusterIssuer"
+	KindClusterIssuer      Kind = "ClusterIssuer"
 	KindCertificate        Kind = "Certificate"
 	KindCertificateRequest Kind = "CertificateRequest"
 	KindOrder              Kind = "Order"
