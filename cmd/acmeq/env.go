@@ -103,12 +103,12 @@ type workerEnv struct {
 	HTTP01ResolveTo    string        `env:"ACMEQ_HTTP01_SELF_CHECK_ADDRESS"`
 	DNS01Recursive     []string      `env:"ACMEQ_DNS01_RECURSIVE_NAMESERVERS"`
 	DNS01RecursiveOnly bool          `env:"ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY"`
+	ListenAddr         string        `env:"ACMEQ_LISTEN"`
+	LogFormat          string        `env:"ACMEQ_LOG_FORMAT"`
+	LogLevel           string        `env:"ACMEQ_LOG_LEVEL"`
 	// ClusterResourceNS is where ClusterIssuers' Secrets are
 	// (worker.Config.ClusterResourceNamespace).
 	ClusterResourceNS string `env:"ACMEQ_CLUSTER_RESOURCE_NAMESPACE"`
-	ListenAddr        string `env:"ACMEQ_LISTEN"`
-	LogFormat         string `env:"ACMEQ_LOG_FORMAT"`
-	LogLevel          string `env:"ACMEQ_LOG_LEVEL"`
 }
 
 // defaultWorkerEnv is workerEnv before the environment is read: a

@@ -23,22 +23,23 @@ import (
 // config is the worker.Config of a validated workerEnv.
 func (e workerEnv) config() worker.Config {
 	cfg := worker.Config{
-		Name:                     e.Name,
-		Concurrency:              e.Concurrency,
-		AckWait:                  e.AckWait,
-		TickInterval:             e.TickInterval,
-		SelfCheckInterval:        e.SelfCheckInterval,
-		ChallengeTimeout:         e.ChallengeTimeout,
-		ResyncInterval:           e.ResyncInterval,
-		FailureBackoff:           e.FailureBackoff,
-		FailureBackoffMax:        e.FailureBackoffMax,
-		ARICheckMax:              e.ARICheckMax,
-		MaxPanics:                e.MaxPanics,
-		HTTP01Port:               e.HTTP01Port,
-		ClusterResourceNamespace: e.ClusterResourceNS,
-		Scheduler:                scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL, Audit: e.SchedulerAudit},
-		DNS01SelfCheck:           dns01.SelfCheckConfig{RecursiveNameservers: e.DNS01Recursive, RecursiveNameserversOnly: e.DNS01RecursiveOnly},
+		Name:              e.Name,
+		Concurrency:       e.Concurrency,
+		AckWait:           e.AckWait,
+		TickInterval:      e.TickInterval,
+		SelfCheckInterval: e.SelfCheckInterval,
+		ChallengeTimeout:  e.ChallengeTimeout,
+		ResyncInterval:    e.ResyncInterval,
+		FailureBackoff:    e.FailureBackoff,
+		FailureBackoffMax: e.FailureBackoffMax,
+		ARICheckMax:       e.ARICheckMax,
+		MaxPanics:         e.MaxPanics,
+		HTTP01Port:        e.HTTP01Port,
+		Scheduler:         scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL, Audit: e.SchedulerAudit},
+		DNS01SelfCheck:    dns01.SelfCheckConfig{RecursiveNameservers: e.DNS01Recursive, RecursiveNameserversOnly: e.DNS01RecursiveOnly},
 	}
+	// Set apart from the literal above, whose alignment it would change.
+	cfg.ClusterResourceNamespace = e.ClusterResourceNS
 	if e.HTTP01ResolveTo != "" {
 		cfg.Resolve = worker.ResolveTo(e.HTTP01ResolveTo)
 	}
