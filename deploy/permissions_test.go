@@ -26,6 +26,7 @@ import (
 	"github.com/acmeq/acmeq/internal/connect"
 	"github.com/acmeq/acmeq/internal/dev"
 	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/producer"
@@ -279,6 +280,14 @@ func TestPermissionsPerRole(t *testing.T) {
 	if _, err := prod.Apply(ctx, iss); err != nil {
 		t.Fatalf("producer: apply issuer: %v", err)
 	}
+	// A ClusterIssuer: its own bucket and subject, its account key in the
+	// workers' cluster resource namespace.
+	ciss := messages.NewIssuer(messages.KindClusterIssuer)
+	ciss.Metadata.Name = "shared"
+	ciss.Spec.ACME = &messages.ACMEIssuer{Server: pebble.DirectoryURL, Email: "perm@acmeq.test", CABundle: string(pebble.TLSCertPEM)}
+	if _, err := prod.Apply(ctx, ciss); err != nil {
+		t.Fatalf("producer: apply clusterissuer: %v", err)
+	}
 	reqs := dev.DemoRequests(2)
 	keys := make([][2]string, len(reqs))
 	for i, r := range reqs {
@@ -298,6 +307,17 @@ func TestPermissionsPerRole(t *testing.T) {
 			t.Errorf("certificate %s: %s", k[1], o.Reason)
 		}
 	}
+
+	stacktest.Eventually(t, 30*time.Second, func() error {
+		got := messages.NewIssuer(messages.KindClusterIssuer)
+		if err := pst.Get(ctx, "", "shared", got); err != nil {
+			return err
+		}
+		if !messages.IsReady(got.Status.Conditions) {
+			return fmt.Errorf("clusterissuer shared is not ready: %+v", got.Status.Conditions)
+		}
+		return nil
+	})
 
 	// Reader: acmeq get, describe and events.
 	r := connectAs(t, url, "reader")

@@ -42,11 +42,31 @@ type ObjectReference struct {
 }
 
 // IssuerRef names the Issuer of a Certificate, CertificateRequest, Order or
-// Challenge. Kind is "Issuer"; Group is "cert-manager.io" as users expect.
+// Challenge. Kind is "Issuer" (an Issuer in the resource's own namespace,
+// the default) or "ClusterIssuer"; Group is "cert-manager.io" as users
+// expect.
 type IssuerRef struct {
 	Name  string `json:"name"`
 	Kind  string `json:"kind,omitempty"`
 	Group string `json:"group,omitempty"`
+}
+
+// IssuerKind is the kind the reference names: KindClusterIssuer for
+// "ClusterIssuer", KindIssuer otherwise (empty included).
+func (r IssuerRef) IssuerKind() Kind {
+	if r.Kind == string(KindClusterIssuer) {
+		return KindClusterIssuer
+	}
+	return KindIssuer
+}
+
+// IssuerNamespace is the namespace of the issuer the reference names, for
+// a resource in namespace ns: ns for an Issuer, "" for a ClusterIssuer.
+func (r IssuerRef) IssuerNamespace(ns string) string {
+	if r.IssuerKind() == KindClusterIssuer {
+		return ""
+	}
+	return ns
 }
 
 // ConditionStatus is "True", "False" or "Unknown".

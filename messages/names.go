@@ -35,7 +35,12 @@ type Kind string
 
 // The resource kinds.
 const (
-	KindIssuer             Kind = "Issuer"
+	KindIssuer Kind = "Issuer"
+	// KindClusterIssuer is an Issuer that is not namespaced: Certificates
+	// of every namespace may use it (issuerRef.kind: ClusterIssuer), with
+	// one ACME account for them all. Its Go type is Issuer (see
+	// Issuer.GetKind); its metadata.namespace is empty (see ClusterScope).
+	KindClusterIssuer      Kind = "ClusterIssuer"
 	KindCertificate        Kind = "Certificate"
 	KindCertificateRequest Kind = "CertificateRequest"
 	KindOrder              Kind = "Order"
@@ -45,7 +50,30 @@ const (
 
 // ReconciledKinds are the kinds that have a work consumer, in the order a
 // certificate flows through them.
-var ReconciledKinds = []Kind{KindIssuer, KindCertificate, KindCertificateRequest, KindOrder, KindChallenge}
+var ReconciledKinds = []Kind{KindIssuer, KindClusterIssuer, KindCertificate, KindCertificateRequest, KindOrder, KindChallenge}
+
+// ClusterScope is the namespace token of a cluster-scoped resource (a
+// ClusterIssuer, whose metadata.namespace is empty) in its KV key and its
+// subjects: acmeq.work.clusterissuer._.<name>, key "_.<name>" in
+// ACMEQ_CLUSTERISSUERS. No namespace can be spelled so (names are
+// [a-z0-9-]), and the kind is part of every key's bucket and every
+// subject, so it is never confused with a namespace. Key, WorkSubject,
+// ScheduleSubject and EventSubject write it for an empty namespace;
+// SplitKey reads it back as "".
+const ClusterScope = "_"
+
+// IsClusterScoped reports whether resources of kind k have no namespace
+// (ClusterIssuer).
+func IsClusterScoped(k Kind) bool { return k == KindClusterIssuer }
+
+// scope is the namespace token of keys and subjects: ns, or ClusterScope
+// for the empty namespace of a cluster-scoped resource.
+func scope(ns string) string {
+	if ns == "" {
+		return ClusterScope
+	}
+	return ns
+}
 
 // Token is the lower-case form used in subjects and consumer names.
 func (k Kind) Token() string { return strings.ToLower(string(k)) }
@@ -64,6 +92,8 @@ func ParseKind(s string) (Kind, error) {
 	switch strings.ToLower(s) {
 	case "issuer", "issuers":
 		return KindIssuer, nil
+	case "clusterissuer", "clusterissuers":
+		return KindClusterIssuer, nil
 	case "certificate", "certificates", "cert", "certs":
 		return KindCertificate, nil
 	case "certificaterequest", "certificaterequests", "cr", "crs":
@@ -75,12 +105,12 @@ func ParseKind(s string) (Kind, error) {
 	case "secret", "secrets":
 		return KindSecret, nil
 	}
-	return "", fmt.Errorf("messages: unknown kind %q (want issuer, certificate, certificaterequest, order or challenge)", s)
+	return "", fmt.Errorf("messages: unknown kind %q (want issuer, clusterissuer, certificate, certificaterequest, order or challenge)", s)
 }
 
 // WorkSubject is the subject of a transition for one resource.
 func WorkSubject(k Kind, namespace, name string) string {
-	return WorkSubjectPrefix + "." + k.Token() + "." + namespace + "." + name
+	return WorkSubjectPrefix + "." + k.Token() + "." + scope(namespace) + "." + name
 }
 
 // WorkFilter is the filter subject of the consumer for one kind:
@@ -96,7 +126,7 @@ const ScheduleSubjectPrefix = WorkSubjectPrefix + ".schedule"
 
 // ScheduleSubject is the schedule subject of one resource.
 func ScheduleSubject(k Kind, namespace, name string) string {
-	return ScheduleSubjectPrefix + "." + k.Token() + "." + namespace + "." + name
+	return ScheduleSubjectPrefix + "." + k.Token() + "." + scope(namespace) + "." + name
 }
 
 // WorkSubjects are the subjects of the work stream: exactly those a
@@ -113,7 +143,7 @@ func WorkSubjects() []string {
 
 // EventSubject is the subject of events about one resource.
 func EventSubject(k Kind, namespace, name string) string {
-	return EventSubjectPrefix + "." + k.Token() + "." + namespace + "." + name
+	return EventSubjectPrefix + "." + k.Token() + "." + scope(namespace) + "." + name
 }
 
 // EventFilter selects events: empty arguments match everything at that level.
@@ -140,10 +170,15 @@ func DeadLetterSubject(k Kind) string {
 	return DeadLetterSubjectPrefix + "." + t
 }
 
-// Key is a resource's key in its KV bucket: <namespace>.<name>.
-func Key(namespace, name string) string { return namespace + "." + name }
+// Key is a resource's key in its KV bucket: <namespace>.<name>, or
+// <ClusterScope>.<name> for a cluster-scoped resource (empty namespace).
+func Key(namespace, name string) string { return scope(namespace) + "." + name }
 
-// SplitKey undoes Key.
+// SplitKey undoes Key (ClusterScope gives the empty namespace).
 func SplitKey(key string) (namespace, name string, ok bool) {
-	return strings.Cut(key, ".")
+	namespace, name, ok = strings.Cut(key, ".")
+	if namespace == ClusterScope {
+		namespace = ""
+	}
+	return namespace, name, ok
 }

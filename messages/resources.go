@@ -3,6 +3,12 @@ package messages
 import "time"
 
 // Issuer is an ACME account at a CA, as cert-manager's Issuer with an acme block.
+//
+// The same type holds a ClusterIssuer, as in cert-manager, where both
+// kinds share IssuerSpec and IssuerStatus: TypeMeta.Kind tells them apart
+// (GetKind), and a ClusterIssuer's metadata.namespace is empty. Build one
+// with NewIssuer(KindClusterIssuer) before reading it from the store, so
+// that the right bucket is read.
 type Issuer struct {
 	TypeMeta `json:",inline"`
 	Metadata ObjectMeta   `json:"metadata"`
@@ -44,9 +50,35 @@ type ACMEIssuer struct {
 	// RateLimits). Defaults to the letsencrypt preset for Let's Encrypt's
 	// production server and to none for any other.
 	RateLimits *RateLimits `json:"rateLimits,omitempty"`
+	// ExternalAccountBinding binds the new ACME account to an account the
+	// user holds at the CA (RFC 8555 section 7.3.4), as CAs such as
+	// ZeroSSL and Google Trust Services require. It is used when the
+	// account is registered, and not after.
+	ExternalAccountBinding *ExternalAccountBinding `json:"externalAccountBinding,omitempty"`
 }
 
-// SecretRef names a Secret in the Issuer's namespace.
+// ExternalAccountBinding is cert-manager's ACMEExternalAccountBinding: the
+// key ID and HMAC key the CA handed out for binding an ACME account.
+type ExternalAccountBinding struct {
+	// KeyID is the key identifier the CA gave (the "kid" of the binding).
+	// Required.
+	KeyID string `json:"keyID"`
+	// KeySecretRef selects the Secret key holding the HMAC key, base64url
+	// encoded (with or without padding) as CAs hand it out. The Secret is
+	// in the Issuer's namespace, or, for a ClusterIssuer, in the workers'
+	// cluster resource namespace. Required.
+	KeySecretRef SecretKeySelector `json:"keySecretRef"`
+	// KeyAlgorithm is the MAC algorithm of the binding. Only HS256 is
+	// supported (golang.org/x/crypto/acme signs with it, as cert-manager
+	// does, where the field is deprecated). Defaults to HS256.
+	KeyAlgorithm string `json:"keyAlgorithm,omitempty"`
+}
+
+// EABKeyAlgorithmHS256 is the only ExternalAccountBinding.KeyAlgorithm.
+const EABKeyAlgorithmHS256 = "HS256"
+
+// SecretRef names a Secret in the Issuer's namespace (for a ClusterIssuer,
+// in the workers' cluster resource namespace).
 type SecretRef struct {
 	Name string `json:"name"`
 }
@@ -160,7 +192,8 @@ type RFC2136Provider struct {
 }
 
 // SecretKeySelector selects one key of a Secret in the referring
-// resource's namespace, as cert-manager's SecretKeySelector.
+// resource's namespace (for a ClusterIssuer, in the workers' cluster
+// resource namespace), as cert-manager's SecretKeySelector.
 type SecretKeySelector struct {
 	// Name of the Secret.
 	Name string `json:"name"`
@@ -487,8 +520,23 @@ func (o *Challenge) GetMeta() *ObjectMeta { return &o.Metadata }
 // GetMeta implements Object.
 func (o *Secret) GetMeta() *ObjectMeta { return &o.Metadata }
 
-// GetKind implements Object.
-func (o *Issuer) GetKind() Kind { return KindIssuer }
+// GetKind implements Object: KindClusterIssuer for a ClusterIssuer (its
+// TypeMeta.Kind), KindIssuer otherwise.
+func (o *Issuer) GetKind() Kind {
+	if o.Kind == KindClusterIssuer {
+		return KindClusterIssuer
+	}
+	return KindIssuer
+}
+
+// NewIssuer returns an empty Issuer of kind k (KindIssuer or
+// KindClusterIssuer), for reading from the store or decoding.
+func NewIssuer(k Kind) *Issuer {
+	if k == KindClusterIssuer {
+		return &Issuer{TypeMeta: TypeMeta{Kind: KindClusterIssuer}}
+	}
+	return &Issuer{}
+}
 
 // GetKind implements Object.
 func (o *Certificate) GetKind() Kind { return KindCertificate }
@@ -508,8 +556,8 @@ func (o *Secret) GetKind() Kind { return KindSecret }
 // New returns an empty resource of kind k, for decoding.
 func New(k Kind) (Object, bool) {
 	switch k {
-	case KindIssuer:
-		return &Issuer{}, true
+	case KindIssuer, KindClusterIssuer:
+		return NewIssuer(k), true
 	case KindCertificate:
 		return &Certificate{}, true
 	case KindCertificateRequest:

@@ -19,7 +19,8 @@ const MessageVersion = 1
 type Transition struct {
 	// Version is MessageVersion.
 	Version int `json:"v"`
-	// Kind, Namespace and Name identify the resource.
+	// Kind, Namespace and Name identify the resource. Namespace is empty
+	// for a ClusterIssuer (and only for it).
 	Kind      Kind   `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
@@ -79,7 +80,11 @@ func DecodeTransition(data []byte) (Transition, error) {
 	if _, ok := New(t.Kind); !ok || t.Kind == KindSecret {
 		return t, fmt.Errorf("%w: unknown kind %q", ErrMalformed, t.Kind)
 	}
-	if err := ValidateObjectName("namespace", t.Namespace); err != nil {
+	if IsClusterScoped(t.Kind) {
+		if t.Namespace != "" {
+			return t, fmt.Errorf("%w: namespace %q: a %s has no namespace", ErrMalformed, truncateValue(t.Namespace), t.Kind)
+		}
+	} else if err := ValidateObjectName("namespace", t.Namespace); err != nil {
 		return t, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if err := ValidateObjectName("name", t.Name); err != nil {

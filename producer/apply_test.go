@@ -471,10 +471,10 @@ func TestApplyRefusesOtherKinds(t *testing.T) {
 		obj  messages.Object
 		want string
 	}{
-		{&messages.Order{}, "producer: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)"},
-		{&messages.Challenge{}, "producer: Challenge cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)"},
-		{&messages.CertificateRequest{}, "producer: CertificateRequest cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)"},
-		{&messages.Secret{}, "producer: Secret cannot be applied (want Issuer or Certificate)"},
+		{&messages.Order{}, "producer: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)"},
+		{&messages.Challenge{}, "producer: Challenge cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)"},
+		{&messages.CertificateRequest{}, "producer: CertificateRequest cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)"},
+		{&messages.Secret{}, "producer: Secret cannot be applied (want Issuer, ClusterIssuer or Certificate)"},
 		{nil, "producer: nil object"},
 		{(*messages.Certificate)(nil), "producer: nil Certificate"},
 	}

@@ -268,11 +268,11 @@ func TestBadInputs(t *testing.T) {
 		}, {
 			name:  "a kind with a newline",
 			input: text(`{"apiVersion":"acmeq.io/v1","kind":"Certificate\nkind: Issuer"}`),
-			errs:  []string{`document 1: kind: "Certificate\nkind: Issuer" is not supported (want Issuer or Certificate)`},
+			errs:  []string{`document 1: kind: "Certificate\nkind: Issuer" is not supported (want Issuer, ClusterIssuer or Certificate)`},
 		}, {
 			name:  "an Order",
 			input: text("apiVersion: acmeq.io/v1\nkind: Order\n"),
-			errs:  []string{`document 1: kind: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)`},
+			errs:  []string{`document 1: kind: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)`},
 		}, {
 			name:  "a scalar",
 			input: text("just some text\n"),

@@ -157,8 +157,8 @@ type position struct {
 //     "---". Empty documents are skipped.
 //
 // Each document needs apiVersion acmeq.io/v1 (or cert-manager.io/v1) and
-// kind Issuer or Certificate (case-insensitive, plurals and "cert"
-// accepted). Field names are matched exactly, as Kubernetes does: unknown
+// kind Issuer, ClusterIssuer or Certificate (case-insensitive, plurals and
+// "cert" accepted). Field names are matched exactly, as Kubernetes does: unknown
 // fields and a key given twice in one object are errors. Errors are
 // *DecodeError values and start with the 1-based index of the document:
 // `document 3: apiVersion: "v2" is not supported (want acmeq.io/v1)`.
@@ -190,9 +190,9 @@ func NewDecoder(r io.Reader) *Decoder {
 	return &Decoder{src: r, pos: position{line: 1, column: 1}}
 }
 
-// Next returns the next resource, already typed (*messages.Issuer or
-// *messages.Certificate, with apiVersion acmeq.io/v1 and the canonical
-// kind), or io.EOF after the last. An input without any resource returns
+// Next returns the next resource, already typed (*messages.Issuer, which
+// also holds a ClusterIssuer, or *messages.Certificate, with apiVersion
+// acmeq.io/v1 and the canonical kind), or io.EOF after the last. An input without any resource returns
 // ErrNoObjects once, then io.EOF.
 //
 // Errors are *DecodeError. After one whose Fatal is false (a document with
@@ -593,24 +593,24 @@ func decodeDocument(n int, raw []byte, pos func(int64) position) (messages.Objec
 	var kindName string
 	switch v := probe.Kind.(type) {
 	case nil:
-		return nil, docErr("", errors.New("kind: required (want Issuer or Certificate)"))
+		return nil, docErr("", errors.New("kind: required (want Issuer, ClusterIssuer or Certificate)"))
 	case string:
 		kindName = v
 	default:
-		return nil, docErr("", errors.New("kind: must be a string (want Issuer or Certificate)"))
+		return nil, docErr("", errors.New("kind: must be a string (want Issuer, ClusterIssuer or Certificate)"))
 	}
 	kind, err := messages.ParseKind(kindName)
 	switch {
 	case err != nil || kind == messages.KindSecret:
-		return nil, docErr("", fmt.Errorf("kind: %s is not supported (want Issuer or Certificate)", quote(kindName)))
+		return nil, docErr("", fmt.Errorf("kind: %s is not supported (want Issuer, ClusterIssuer or Certificate)", quote(kindName)))
 	case kind == messages.KindCertificateRequest || kind == messages.KindOrder || kind == messages.KindChallenge:
-		return nil, docErr("", fmt.Errorf("kind: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)", kind))
+		return nil, docErr("", fmt.Errorf("kind: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)", kind))
 	}
 	var obj messages.Object
 	var tm *messages.TypeMeta
 	switch kind {
-	case messages.KindIssuer:
-		o := new(messages.Issuer)
+	case messages.KindIssuer, messages.KindClusterIssuer:
+		o := messages.NewIssuer(kind)
 		obj, tm = o, &o.TypeMeta
 	default:
 		o := new(messages.Certificate)

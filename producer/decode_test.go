@@ -177,20 +177,20 @@ func TestDecodeErrors(t *testing.T) {
 		want:  `document 1: apiVersion: required (want acmeq.io/v1)`,
 	}, {
 		name:  "unknown kind",
-		input: "---\napiVersion: acmeq.io/v1\nkind: ClusterIssuer\n",
-		want:  `document 1: kind: "ClusterIssuer" is not supported (want Issuer or Certificate)`,
+		input: "---\napiVersion: acmeq.io/v1\nkind: CertificateSigningRequest\n",
+		want:  `document 1: kind: "CertificateSigningRequest" is not supported (want Issuer, ClusterIssuer or Certificate)`,
 	}, {
 		name:  "missing kind",
 		input: "apiVersion: acmeq.io/v1\n",
-		want:  `document 1: kind: required (want Issuer or Certificate)`,
+		want:  `document 1: kind: required (want Issuer, ClusterIssuer or Certificate)`,
 	}, {
 		name:  "Secret",
 		input: `[{"apiVersion":"acmeq.io/v1","kind":"secret"}]`,
-		want:  `document 1: kind: "secret" is not supported (want Issuer or Certificate)`,
+		want:  `document 1: kind: "secret" is not supported (want Issuer, ClusterIssuer or Certificate)`,
 	}, {
 		name:  "kind made by workers",
 		input: "apiVersion: acmeq.io/v1\nkind: orders\n",
-		want:  `document 1: kind: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)`,
+		want:  `document 1: kind: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)`,
 	}, {
 		name:  "not an object",
 		input: "- a\n- b\n",
@@ -219,7 +219,7 @@ func TestDecodeErrors(t *testing.T) {
 		name:  "every document's problem at once",
 		input: "apiVersion: v1\nkind: Issuer\n---\n" + issuer + "\n---\nkind: Order\napiVersion: acmeq.io/v1\n",
 		want: `document 1: apiVersion: "v1" is not supported (want acmeq.io/v1)` + "\n" +
-			`document 3: kind: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)`,
+			`document 3: kind: Order cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)`,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

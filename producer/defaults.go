@@ -25,7 +25,10 @@ const AccountKeySuffix = "-account-key"
 // Certificate, in place; other kinds are left alone. Apply calls it on a
 // copy before validating.
 //
-// Both kinds: metadata.namespace defaults to "default".
+// Both kinds: metadata.namespace defaults to "default", except for a
+// ClusterIssuer, which has none: a namespace given is cleared, as
+// Kubernetes clears it on a cluster-scoped resource (so cert-manager
+// manifests that carry one apply unchanged).
 //
 // Certificate: spec.dnsNames and spec.commonName are lower-cased;
 // spec.secretName defaults to the Certificate's name; spec.issuerRef.kind
@@ -90,7 +93,10 @@ func defaultCertificate(c *messages.Certificate) {
 }
 
 func defaultIssuer(i *messages.Issuer) {
-	if i.Metadata.Namespace == "" {
+	switch {
+	case i.GetKind() == messages.KindClusterIssuer:
+		i.Metadata.Namespace = ""
+	case i.Metadata.Namespace == "":
 		i.Metadata.Namespace = DefaultNamespace
 	}
 	a := i.Spec.ACME

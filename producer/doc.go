@@ -1,4 +1,5 @@
-// Package producer is how users put Issuers and Certificates into acmeq: it
+// Package producer is how users put Issuers, ClusterIssuers and
+// Certificates into acmeq: it
 // decodes manifests (YAML, JSON, JSON arrays, JSON Lines), fills in
 // cert-manager's defaults, validates, writes the resource to the store and
 // queues a transition for the workers. The CLI's `acmeq apply -f FILE` and
@@ -43,6 +44,21 @@
 // matching [ErrSecretOwned]:
 //
 //	spec.secretName: Secret "shared-tls" is owned by certificate/default/a
+//
+// # ClusterIssuers
+//
+// A ClusterIssuer is an Issuer without a namespace (messages.KindClusterIssuer,
+// the same Go type): a Certificate of any namespace uses it with
+// `issuerRef: {kind: ClusterIssuer, name: ...}`, and all of them share its
+// one ACME account. Its Secrets (account key, External Account Binding
+// key, DNS-01 credentials) are in the workers' cluster resource namespace
+// (ACMEQ_CLUSTER_RESOURCE_NAMESPACE), which the producer does not know: a
+// namespace given on a ClusterIssuer is cleared, as Kubernetes clears it,
+// and its account key Secret is claimed by the worker, not by Apply.
+//
+// [Client.PutSecret] wakes the issuers that wait for the Secret it wrote
+// (an External Account Binding key), so fixing a Secret fixes the issuer
+// at once.
 //
 // # Hostile input
 //

@@ -65,8 +65,12 @@ func (e *InvalidError) Error() string {
 // Unwrap returns Err.
 func (e *InvalidError) Unwrap() error { return e.Err }
 
-// ref renders kind/namespace/name as kubectl does: certificate/default/foo.
+// ref renders kind/namespace/name as kubectl does: certificate/default/foo;
+// kind/name for a cluster-scoped resource: clusterissuer/letsencrypt.
 func ref(k messages.Kind, ns, name string) string {
+	if ns == "" && messages.IsClusterScoped(k) {
+		return k.Token() + "/" + name
+	}
 	return k.Token() + "/" + ns + "/" + name
 }
 
@@ -96,9 +100,9 @@ func (c *Client) Apply(ctx context.Context, obj messages.Object) (Result, error)
 	}
 	switch k := obj.GetKind(); k {
 	case messages.KindCertificateRequest, messages.KindOrder, messages.KindChallenge:
-		return "", fmt.Errorf("producer: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer or Certificate)", k)
+		return "", fmt.Errorf("producer: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)", k)
 	default:
-		return "", fmt.Errorf("producer: %s cannot be applied (want Issuer or Certificate)", k)
+		return "", fmt.Errorf("producer: %s cannot be applied (want Issuer, ClusterIssuer or Certificate)", k)
 	}
 }
 
@@ -125,7 +129,9 @@ func (c *Client) applyCertificate(ctx context.Context, in *messages.Certificate)
 // SecretClaim returns the Secret an Issuer or a Certificate, as stored
 // (defaulted), holds: a Certificate's spec.secretName, an Issuer's
 // spec.acme.privateKeySecretRef.name; with the owner it is claimed for and
-// the field that names it. ok is false for other kinds. Deleting the
+// the field that names it. ok is false for other kinds, ClusterIssuer
+// included: its account key is in the workers' cluster resource namespace,
+// which the producer does not know, so the worker claims it. Deleting the
 // resource passes secret and owner to the store's ReleaseSecret.
 func SecretClaim(obj messages.Object) (field, secret string, owner messages.ObjectReference, ok bool) {
 	m := obj.GetMeta()
@@ -138,6 +144,9 @@ func SecretClaim(obj messages.Object) (field, secret string, owner messages.Obje
 		}
 		return "spec.secretName", secret, owner, true
 	case *messages.Issuer:
+		if o.GetKind() == messages.KindClusterIssuer {
+			return "", "", owner, false
+		}
 		if o.Spec.ACME != nil {
 			secret = o.Spec.ACME.PrivateKeySecretRef.Name
 		}
@@ -214,36 +223,44 @@ func (c *Client) releaseFresh(ctx context.Context, obj, before messages.Object) 
 	_ = c.st.ReleaseSecret(context.WithoutCancel(ctx), owner.Namespace, secret, owner)
 }
 
-// lookupIssuer reads the Issuer a Certificate names; nil if it does not
-// exist or the reference is too malformed to look up (validation reports
-// that).
+// lookupIssuer reads the Issuer (or, with issuerRef.kind ClusterIssuer,
+// the ClusterIssuer) a Certificate names; nil if it does not exist or the
+// reference is too malformed to look up (validation reports that).
 func (c *Client) lookupIssuer(ctx context.Context, cert *messages.Certificate) (*messages.Issuer, error) {
-	ns, name := cert.Metadata.Namespace, cert.Spec.IssuerRef.Name
-	if messages.ValidateObjectName("namespace", ns) != nil || messages.ValidateObjectName("name", name) != nil {
+	certNS, name, r := cert.Metadata.Namespace, cert.Spec.IssuerRef.Name, cert.Spec.IssuerRef
+	if messages.ValidateObjectName("namespace", certNS) != nil || messages.ValidateObjectName("name", name) != nil {
 		return nil, nil
 	}
-	issuer := new(messages.Issuer)
+	switch r.Kind {
+	case "", string(messages.KindIssuer), string(messages.KindClusterIssuer):
+	default:
+		return nil, nil // validation refuses the kind
+	}
+	kind, ns := r.IssuerKind(), r.IssuerNamespace(certNS)
+	issuer := messages.NewIssuer(kind)
 	err := c.st.Get(ctx, ns, name, issuer)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("producer: read issuer %s/%s of %s: %w", ns, name, ref(messages.KindCertificate, ns, cert.Metadata.Name), err)
+		return nil, fmt.Errorf("producer: read %s of %s: %w", ref(kind, ns, name), ref(messages.KindCertificate, certNS, cert.Metadata.Name), err)
 	}
 	return issuer, nil
 }
 
+// applyIssuer applies an Issuer or a ClusterIssuer (in's kind says which).
 func (c *Client) applyIssuer(ctx context.Context, in *messages.Issuer) (Result, error) {
-	iss := new(messages.Issuer)
+	kind := in.GetKind()
+	iss := messages.NewIssuer(kind)
 	if err := deepCopy(iss, in); err != nil {
 		return "", err
 	}
 	SetDefaults(iss)
 	if err := ValidateIssuer(iss); err != nil {
-		return "", &InvalidError{Kind: messages.KindIssuer, Namespace: iss.Metadata.Namespace, Name: iss.Metadata.Name, Err: err}
+		return "", &InvalidError{Kind: kind, Namespace: iss.Metadata.Namespace, Name: iss.Metadata.Name, Err: err}
 	}
 	return apply(ctx, c, iss,
-		func() *messages.Issuer { return new(messages.Issuer) },
+		func() *messages.Issuer { return messages.NewIssuer(kind) },
 		func(o *messages.Issuer) any { return &o.Spec },
 		func(dst, src *messages.Issuer) { dst.Spec = src.Spec },
 	)

@@ -110,13 +110,18 @@ func ValidateCertificate(c *messages.Certificate, issuer *messages.Issuer) error
 	add(validateName("spec.secretName", s.SecretName))
 
 	ref := s.IssuerRef
+	kindOK := ref.Kind == "" || ref.Kind == string(messages.KindIssuer) || ref.Kind == string(messages.KindClusterIssuer)
 	if err := validateName("spec.issuerRef.name", ref.Name); err != nil {
 		add(err)
-	} else if issuer == nil {
-		add(fmt.Errorf("spec.issuerRef.name: issuer %s not found in namespace %s", quote(ref.Name), quote(c.Metadata.Namespace)))
+	} else if issuer == nil && kindOK {
+		if ref.IssuerKind() == messages.KindClusterIssuer {
+			add(fmt.Errorf("spec.issuerRef.name: clusterissuer %s not found", quote(ref.Name)))
+		} else {
+			add(fmt.Errorf("spec.issuerRef.name: issuer %s not found in namespace %s", quote(ref.Name), quote(c.Metadata.Namespace)))
+		}
 	}
-	if ref.Kind != "" && ref.Kind != string(messages.KindIssuer) {
-		add(fmt.Errorf("spec.issuerRef.kind: %s is not supported (want %s)", quote(ref.Kind), messages.KindIssuer))
+	if !kindOK {
+		add(fmt.Errorf("spec.issuerRef.kind: %s is not supported (want %s or %s)", quote(ref.Kind), messages.KindIssuer, messages.KindClusterIssuer))
 	}
 	if ref.Group != "" && ref.Group != IssuerGroup {
 		add(fmt.Errorf("spec.issuerRef.group: %s is not supported (want %s)", quote(ref.Group), IssuerGroup))
@@ -426,9 +431,11 @@ func idnaProblem(l string) string {
 	return ""
 }
 
-// ValidateIssuer checks an Issuer (after defaulting, see SetDefaults). It
-// returns nil or every problem found, joined with errors.Join; each names
-// the field and the rule.
+// ValidateIssuer checks an Issuer or a ClusterIssuer (after defaulting,
+// see SetDefaults). It returns nil or every problem found, joined with
+// errors.Join; each names the field and the rule. A ClusterIssuer has no
+// namespace (SetDefaults clears one given, as Kubernetes does for a
+// cluster-scoped resource).
 func ValidateIssuer(i *messages.Issuer) error {
 	if i == nil {
 		return errors.New("producer: nil Issuer")
@@ -440,7 +447,13 @@ func ValidateIssuer(i *messages.Issuer) error {
 		}
 	}
 	add(validateName("metadata.name", i.Metadata.Name))
-	add(validateName("metadata.namespace", i.Metadata.Namespace))
+	if i.GetKind() == messages.KindClusterIssuer {
+		if i.Metadata.Namespace != "" {
+			add(fmt.Errorf("metadata.namespace: a ClusterIssuer has no namespace, got %s", quote(i.Metadata.Namespace)))
+		}
+	} else {
+		add(validateName("metadata.namespace", i.Metadata.Namespace))
+	}
 	errs = append(errs, validateLabels(i.Metadata.Labels)...)
 
 	a := i.Spec.ACME
@@ -462,6 +475,9 @@ func ValidateIssuer(i *messages.Issuer) error {
 		add(errors.New("spec.acme.solvers: at least one solver is required (SetDefaults gives an Issuer without solvers one http01 solver)"))
 	}
 	errs = append(errs, validateRateLimits("spec.acme.rateLimits", a.RateLimits)...)
+	if e := a.ExternalAccountBinding; e != nil {
+		errs = append(errs, validateEAB("spec.acme.externalAccountBinding", e)...) // validate_eab.go
+	}
 	for n, s := range a.Solvers {
 		field := fmt.Sprintf("spec.acme.solvers[%d]", n)
 		if (s.HTTP01 == nil) == (s.DNS01 == nil) {

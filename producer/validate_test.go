@@ -189,9 +189,19 @@ func TestValidateCertificateRejects(t *testing.T) {
 		mutate: func(c *messages.Certificate) { c.Spec.IssuerRef.Name = "" },
 		want:   `spec.issuerRef.name: must not be empty`,
 	}, {
-		name:   "ClusterIssuer",
-		mutate: func(c *messages.Certificate) { c.Spec.IssuerRef.Kind = "ClusterIssuer" },
-		want:   `spec.issuerRef.kind: "ClusterIssuer" is not supported (want Issuer)`,
+		name:   "foreign issuer kind",
+		mutate: func(c *messages.Certificate) { c.Spec.IssuerRef.Kind = "AWSPCAClusterIssuer" },
+		want:   `spec.issuerRef.kind: "AWSPCAClusterIssuer" is not supported (want Issuer or ClusterIssuer)`,
+	}, {
+		name:     "issuer kind spelled in lower case",
+		mutate:   func(c *messages.Certificate) { c.Spec.IssuerRef.Kind = "clusterissuer" },
+		noIssuer: true,
+		want:     `spec.issuerRef.kind: "clusterissuer" is not supported (want Issuer or ClusterIssuer)`,
+	}, {
+		name:     "unknown ClusterIssuer",
+		mutate:   func(c *messages.Certificate) { c.Spec.IssuerRef.Kind = "ClusterIssuer" },
+		noIssuer: true,
+		want:     `spec.issuerRef.name: clusterissuer "dev" not found`,
 	}, {
 		name:   "foreign issuer group",
 		mutate: func(c *messages.Certificate) { c.Spec.IssuerRef.Group = "awspca.cert-manager.io" },

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/scheduler"
 	"github.com/acmeq/acmeq/solvers/dns01"
 )
@@ -52,6 +53,11 @@ const (
 	// fetched is asked again (and the default re-check when the CA sends
 	// no Retry-After).
 	ARIRetryDefault = 6 * time.Hour
+	// ClusterResourceNamespaceDefault is the namespace of the Secrets of
+	// ClusterIssuers (ACME account keys, EAB keys, DNS-01 credentials), as
+	// cert-manager's --cluster-resource-namespace (whose default is the
+	// namespace cert-manager runs in).
+	ClusterResourceNamespaceDefault = "acmeq"
 	// ARICheckMaxDefault bounds the wait between two checks of a
 	// certificate's renewal window, whatever Retry-After the CA sends.
 	ARICheckMaxDefault = 24 * time.Hour
@@ -106,6 +112,13 @@ type Config struct {
 	MaxPanics int
 	// HTTP01Port is the port HTTP-01 self-checks dial. Defaults to 80.
 	HTTP01Port int
+	// ClusterResourceNamespace is where the Secrets of every ClusterIssuer
+	// are (ACMEQ_CLUSTER_RESOURCE_NAMESPACE), as cert-manager's
+	// --cluster-resource-namespace: its ACME account key (created there),
+	// its External Account Binding key and its solvers' credentials.
+	// Every worker of a fleet must have the same one. Defaults to
+	// ClusterResourceNamespaceDefault.
+	ClusterResourceNamespace string
 	// Replicas of the streams and buckets (ACMEQ_REPLICAS): those Start
 	// creates get this many, and an existing one with another count is a
 	// start-up error (bus.ErrReplicasMismatch), never changed. Use 3 on a
@@ -152,6 +165,9 @@ func (c *Config) defaults() {
 	setDefault(&c.ARICheckMax, ARICheckMaxDefault)
 	setDefault(&c.MaxPanics, MaxPanicsDefault)
 	setDefault(&c.HTTP01Port, HTTP01PortDefault)
+	if c.ClusterResourceNamespace == "" {
+		c.ClusterResourceNamespace = ClusterResourceNamespaceDefault
+	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1
 	}
@@ -214,6 +230,9 @@ func (c Config) Validate() error {
 	}
 	if c.Scheduler.LeaseTTL <= c.SelfCheckInterval {
 		errs = append(errs, fmt.Errorf("worker: Scheduler.LeaseTTL (ACMEQ_LEASE_TTL, %s) must exceed SelfCheckInterval (ACMEQ_SELF_CHECK_INTERVAL, %s): a challenge waiting for its next self-check does not renew its lease", c.Scheduler.LeaseTTL, c.SelfCheckInterval))
+	}
+	if err := messages.ValidateObjectName("ClusterResourceNamespace", c.ClusterResourceNamespace); err != nil {
+		errs = append(errs, fmt.Errorf("worker: %w (ACMEQ_CLUSTER_RESOURCE_NAMESPACE)", err))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("worker: Replicas (ACMEQ_REPLICAS) must be 1 to 5 (JetStream's limit), got %d", c.Replicas))

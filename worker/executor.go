@@ -22,6 +22,7 @@ type reconciler func(w *Worker, ctx context.Context, t messages.Transition) (Out
 
 var reconcilers = map[messages.Kind]reconciler{
 	messages.KindIssuer:             (*Worker).reconcileIssuer,
+	messages.KindClusterIssuer:      (*Worker).reconcileIssuer,
 	messages.KindCertificate:        (*Worker).reconcileCertificate,
 	messages.KindCertificateRequest: (*Worker).reconcileRequest,
 	messages.KindOrder:              (*Worker).reconcileOrder,

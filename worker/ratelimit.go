@@ -142,7 +142,7 @@ func (r *orderRun) rateLimited(ctx context.Context, err error) (Outcome, error) 
 // that became final without a certificate (the CA counted only its new
 // order), and drops a wait of an order that never reached the CA.
 func (w *Worker) refundFailed(ctx context.Context, order *messages.Order) {
-	iss, err := w.acme.issuer(ctx, order.Metadata.Namespace, order.Spec.IssuerRef.Name)
+	iss, err := w.acme.issuer(ctx, order.Metadata.Namespace, order.Spec.IssuerRef)
 	if err != nil || iss.Status.ACME == nil {
 		return
 	}
@@ -175,7 +175,7 @@ func (w *Worker) refundFailed(ctx context.Context, order *messages.Order) {
 // spendFailedValidation counts a failed validation of a challenge's name
 // in its Issuer's budget.
 func (w *Worker) spendFailedValidation(ctx context.Context, ch *messages.Challenge) {
-	iss, err := w.acme.issuer(ctx, ch.Metadata.Namespace, ch.Spec.IssuerRef.Name)
+	iss, err := w.acme.issuer(ctx, ch.Metadata.Namespace, ch.Spec.IssuerRef)
 	if err != nil || iss.Status.ACME == nil {
 		return
 	}

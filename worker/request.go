@@ -112,7 +112,7 @@ func (w *Worker) ensureOrder(ctx context.Context, cr *messages.CertificateReques
 	order := &messages.Order{}
 	err := w.store.Get(ctx, ns, orderName, order)
 	if errors.Is(err, store.ErrNotFound) {
-		iss, err := w.acme.issuer(ctx, ns, cr.Spec.IssuerRef.Name)
+		iss, err := w.acme.issuer(ctx, ns, cr.Spec.IssuerRef)
 		if errors.Is(err, store.ErrNotFound) {
 			out, err := w.pendingRequest(ctx, cr, fmt.Sprintf("Referenced issuer %q not found", cr.Spec.IssuerRef.Name), RetryAfter(IssuerNotReadyRetry))
 			return nil, out, err

@@ -90,7 +90,7 @@ func (w *Worker) dns01Solver(ch *messages.Challenge) (solvers.Solver, error) {
 		return fail("%v", unprefixed(err))
 	}
 	s := &dnsSolver{check: check, follow: follow}
-	ns := secretNamespace(ch)
+	ns := w.secretNamespace(ch)
 	switch {
 	case d.RFC2136 != nil:
 		cfg := *d.RFC2136
@@ -131,9 +131,17 @@ func (w *Worker) dns01Solver(ch *messages.Challenge) (solvers.Solver, error) {
 	return s, nil
 }
 
-// secretNamespace is the namespace the Secrets of a challenge's solver are
-// read in: its issuer's, which is the challenge's.
-func secretNamespace(ch *messages.Challenge) string { return ch.Metadata.Namespace }
+// secretNamespace is the namespace the Secrets of a challenge's solver
+// are read in: its issuer's resource namespace. For an Issuer that is the
+// challenge's own namespace; for a ClusterIssuer, which has none, it is
+// Config.ClusterResourceNamespace, as cert-manager's
+// --cluster-resource-namespace, whatever namespace the challenge is in.
+func (w *Worker) secretNamespace(ch *messages.Challenge) string {
+	if ch.Spec.IssuerRef.IssuerKind() == messages.KindClusterIssuer {
+		return w.cfg.ClusterResourceNamespace
+	}
+	return ch.Metadata.Namespace
+}
 
 // validHostPort reports whether s is host:port with a port from 1 to 65535.
 func validHostPort(s string) bool {
@@ -313,7 +321,9 @@ func (w *Worker) legoProvider(ctx context.Context, ns string, issuer messages.Is
 		return nil, err
 	}
 	lego.UseRecursiveNameservers(r.Nameservers(), dns01.DefaultTimeout)
-	key := legoKey(ns, issuer.Name, c.Provider, c.Config, creds)
+	// The issuer's kind is in the key: an Issuer and a ClusterIssuer of
+	// one name have different accounts, so different key authorizations.
+	key := legoKey(ns, string(issuer.IssuerKind())+"/"+issuer.Name, c.Provider, c.Config, creds)
 	return legoProviders.get(key, func() (*lego.Provider, error) {
 		return lego.New(lego.Config{
 			Provider: c.Provider, Settings: c.Config, Credentials: creds,

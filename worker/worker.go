@@ -108,7 +108,7 @@ func New(js jetstream.JetStream, st *store.Store, rdb redis.UniversalClient, cfg
 		bus:     bus.New(js, cfg.Name),
 		sched:   sched,
 		rdb:     rdb,
-		acme:    newACMECache(st, m.observeACME),
+		acme:    newACMECache(st, m.observeACME, cfg.ClusterResourceNamespace),
 		check:   check,
 		panics:  newPanicCounter(),
 		budgets: budgets,

@@ -192,6 +192,10 @@ func runApply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, o 
 			r, err := p.Apply(ctx, obj)
 			m := obj.GetMeta()
 			ref := fmt.Sprintf("%s/%s/%s", strings.ToLower(string(obj.GetKind())), m.Namespace, m.Name)
+			if messages.IsClusterScoped(obj.GetKind()) {
+				// No namespace: one given is ignored, as Kubernetes does.
+				ref = strings.ToLower(string(obj.GetKind())) + "/" + m.Name
+			}
 			res.mu.Lock()
 			defer res.mu.Unlock()
 			if err != nil {

@@ -35,7 +35,7 @@ type deleteOptions struct {
 func newDeleteCmd() *cobra.Command {
 	var o deleteOptions
 	cmd := &cobra.Command{
-		Use:   "delete order|certificate|issuer NAME",
+		Use:   "delete order|certificate|issuer|clusterissuer NAME",
 		Short: "Retry an order, stop managing a certificate, or remove an issuer",
 		Long: `Delete a resource, with cert-manager's meaning:
 
@@ -53,7 +53,12 @@ func newDeleteCmd() *cobra.Command {
                     ever), unless --force. Its ACME account key Secret is
                     kept, so applying the Issuer again reuses the same ACME
                     account; --delete-account-key deletes it too (only if
-                    this Issuer created it).`,
+                    this Issuer created it).
+  clusterissuer NAME
+                    removes the ClusterIssuer. Refused while Certificates
+                    of any namespace refer to it, unless --force. Its ACME
+                    account key Secret (in the workers' cluster resource
+                    namespace) is kept.`,
 		Example: `  acmeq delete order example-com-1-944887539
   acmeq delete certificate shop -n tenant-a
   acmeq delete issuer letsencrypt-staging --delete-account-key`,
@@ -61,7 +66,7 @@ func newDeleteCmd() *cobra.Command {
 			if len(args) > 0 {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
-			return []string{"order", "certificate", "issuer"}, cobra.ShellCompDirectiveNoFileComp
+			return []string{"order", "certificate", "issuer", "clusterissuer"}, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, name, err := kindAndName(args, true, false)
@@ -69,9 +74,9 @@ func newDeleteCmd() *cobra.Command {
 				return usagef(cmd, "%v", err)
 			}
 			switch kind {
-			case messages.KindOrder, messages.KindCertificate, messages.KindIssuer:
+			case messages.KindOrder, messages.KindCertificate, messages.KindIssuer, messages.KindClusterIssuer:
 			default:
-				return usagef(cmd, "%s cannot be deleted: acmeq deletes orders (to retry), certificates (to stop managing them) and issuers", plural(kind))
+				return usagef(cmd, "%s cannot be deleted: acmeq deletes orders (to retry), certificates (to stop managing them), issuers and clusterissuers", plural(kind))
 			}
 			if o.wait < 0 {
 				return usagef(cmd, "--wait must not be negative")
@@ -100,6 +105,8 @@ func newDeleteCmd() *cobra.Command {
 				return deleteCertificate(ctx, out, errOut, st, js, o.namespace, name, o.wait)
 			case messages.KindIssuer:
 				return deleteIssuer(ctx, out, errOut, st, o.namespace, name, o.force, o.deleteAccountKey)
+			case messages.KindClusterIssuer:
+				return deleteClusterIssuer(ctx, out, errOut, st, name, o.force, o.deleteAccountKey)
 			}
 			return deleteOrder(ctx, out, errOut, st, bus.New(js, "acmeq-cli"), o.namespace, name, o.wait)
 		},

@@ -24,12 +24,16 @@ as kubectl describe shows a cert-manager resource. Without a name, every
 resource of the kind in the namespace. Text from users and CAs is escaped
 ("\n", "\x1b"): it cannot add lines.`,
 		Example: `  acmeq describe certificate shop
+  acmeq describe clusterissuer letsencrypt
   acmeq describe challenge example-com-1-944887539-0 -n shop`,
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, name, err := kindAndName(args, false, false)
 			if err != nil {
 				return usagef(cmd, "%v", err)
+			}
+			if messages.IsClusterScoped(kind) {
+				ns = "" // a ClusterIssuer has no namespace: -n means nothing
 			}
 			c, err := readConnEnv()
 			if err != nil {
@@ -58,6 +62,9 @@ type described struct {
 // describeResources prints the named resource (every resource of kind in
 // ns when name is empty) with its events.
 func describeResources(ctx context.Context, out, errOut io.Writer, st *store.Store, js jetstream.JetStream, kind messages.Kind, ns, name string, now time.Time) error {
+	if messages.IsClusterScoped(kind) {
+		ns = ""
+	}
 	items, err := collectDescribed(ctx, st, js, kind, ns, name)
 	if err != nil {
 		return notFound(errOut, kind, name, err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/acmeq/acmeq/internal/connect"
 	"github.com/acmeq/acmeq/internal/store"
+	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/scheduler"
 	"github.com/acmeq/acmeq/worker"
 )
@@ -105,6 +106,9 @@ type workerEnv struct {
 	ListenAddr         string        `env:"ACMEQ_LISTEN"`
 	LogFormat          string        `env:"ACMEQ_LOG_FORMAT"`
 	LogLevel           string        `env:"ACMEQ_LOG_LEVEL"`
+	// ClusterResourceNS is where ClusterIssuers' Secrets are
+	// (worker.Config.ClusterResourceNamespace).
+	ClusterResourceNS string `env:"ACMEQ_CLUSTER_RESOURCE_NAMESPACE"`
 }
 
 // defaultWorkerEnv is workerEnv before the environment is read: a
@@ -126,6 +130,7 @@ func defaultWorkerEnv() workerEnv {
 		ARICheckMax:       worker.ARICheckMaxDefault,
 		MaxPanics:         worker.MaxPanicsDefault,
 		HTTP01Port:        worker.HTTP01PortDefault,
+		ClusterResourceNS: worker.ClusterResourceNamespaceDefault,
 		ListenAddr:        ListenDefault,
 		LogFormat:         LogFormatDefault,
 		LogLevel:          LogLevelDefault,
@@ -171,6 +176,9 @@ func (e workerEnv) validate(v *validation) {
 		if host, port, err := net.SplitHostPort(ns); err != nil || net.ParseIP(host) == nil || !validPortString(port) {
 			v.add("ACMEQ_DNS01_RECURSIVE_NAMESERVERS", "%q must be an IP address and port, e.g. 10.0.0.53:53 (a comma-separated list)", truncate(ns))
 		}
+	}
+	if messages.ValidateObjectName("ACMEQ_CLUSTER_RESOURCE_NAMESPACE", e.ClusterResourceNS) != nil {
+		v.add("ACMEQ_CLUSTER_RESOURCE_NAMESPACE", "%q must be a namespace name: lower case alphanumeric characters or '-', starting and ending with an alphanumeric character", truncate(e.ClusterResourceNS))
 	}
 	if e.DNS01RecursiveOnly && len(e.DNS01Recursive) == 0 {
 		v.add("ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY", "needs ACMEQ_DNS01_RECURSIVE_NAMESERVERS: asking only the recursive nameservers of /etc/resolv.conf is rarely meant")

@@ -38,7 +38,8 @@ func TestEnvDefaults(t *testing.T) {
 		Concurrency: worker.ConcurrencyDefault, AckWait: worker.AckWaitDefault, TickInterval: worker.TickIntervalDefault,
 		SelfCheckInterval: worker.SelfCheckIntervalDefault, ChallengeTimeout: worker.ChallengeTimeoutDefault,
 		ResyncInterval: worker.ResyncIntervalDefault, FailureBackoff: worker.FailureBackoffDefault, FailureBackoffMax: worker.FailureBackoffMaxDefault, ARICheckMax: worker.ARICheckMaxDefault, MaxPanics: worker.MaxPanicsDefault, HTTP01Port: worker.HTTP01PortDefault,
-		Scheduler: scheduler.Config{Cap: scheduler.CapDefault, LeaseTTL: scheduler.LeaseTTLDefault},
+		ClusterResourceNamespace: worker.ClusterResourceNamespaceDefault,
+		Scheduler:                scheduler.Config{Cap: scheduler.CapDefault, LeaseTTL: scheduler.LeaseTTLDefault},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config = %+v\nwant     %+v", cfg, want)
@@ -90,6 +91,7 @@ func TestEnvValidation(t *testing.T) {
 		{map[string]string{"ACMEQ_DNS01_RECURSIVE_NAMESERVERS": "10.0.0.53:53,dns.example:53"}, []string{`ACMEQ_DNS01_RECURSIVE_NAMESERVERS "dns.example:53" must be an IP address and port`}},
 		{map[string]string{"ACMEQ_DNS01_RECURSIVE_NAMESERVERS": "10.0.0.53"}, []string{`ACMEQ_DNS01_RECURSIVE_NAMESERVERS "10.0.0.53" must be an IP address and port`}},
 		{map[string]string{"ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY": "true"}, []string{"ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY needs ACMEQ_DNS01_RECURSIVE_NAMESERVERS"}},
+		{map[string]string{"ACMEQ_CLUSTER_RESOURCE_NAMESPACE": "Cert_Manager"}, []string{`ACMEQ_CLUSTER_RESOURCE_NAMESPACE "Cert_Manager" must be a namespace name`}},
 		{map[string]string{"ACMEQ_SCHEDULER_AUDIT": "maybe"}, []string{`ACMEQ_SCHEDULER_AUDIT "maybe" is not a valid boolean`}},
 		{map[string]string{"ACMEQ_HTTP01_SELF_CHECK_PORT": "0"}, []string{"ACMEQ_HTTP01_SELF_CHECK_PORT must be a port number from 1 to 65535, got 0"}},
 		{map[string]string{"ACMEQ_HTTP01_SELF_CHECK_PORT": "70000"}, []string{"ACMEQ_HTTP01_SELF_CHECK_PORT must be a port number from 1 to 65535, got 70000"}},

@@ -144,7 +144,8 @@ func parseEventsArgs(args []string) (eventsOptions, error) {
 // until ctx ends.
 func printEvents(ctx context.Context, out, errOut io.Writer, js jetstream.JetStream, o eventsOptions, now func() time.Time) error {
 	ns := o.namespace
-	if o.allNamespaces {
+	if o.allNamespaces || messages.IsClusterScoped(o.kind) {
+		// A ClusterIssuer's events are in no namespace.
 		ns = ""
 	}
 	opts := bus.EventsOptions{Filter: messages.EventFilter(o.kind, ns, o.name)}

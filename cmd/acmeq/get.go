@@ -56,6 +56,10 @@ func (f getFlags) options(args []string) (getOptions, error) {
 		return o, err
 	}
 	o.kind, o.name = kind, name
+	if messages.IsClusterScoped(kind) {
+		// As kubectl: -n and -A mean nothing for a cluster-scoped kind.
+		o.namespace, o.allNamespaces = "", false
+	}
 	if o.output, err = view.ParseOutput(f.output); err != nil {
 		return o, err
 	}
@@ -70,6 +74,7 @@ func (f getFlags) options(args []string) (getOptions, error) {
 
 const getExample = `  acmeq get certificates
   acmeq get challenges -A -o wide
+  acmeq get clusterissuers       # cluster-scoped: no namespace
   acmeq get order example-com-1-944887539 -o jsonpath='{.status.authorizations[0].url}'
   acmeq get certificates -w
   acmeq get secret shop -o jsonpath='{.data.tls\.crt}' | base64 -d
@@ -79,7 +84,7 @@ func newGetCmd() *cobra.Command {
 	var f getFlags
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "Display resources: issuers, certificates, certificaterequests, orders, challenges, secrets",
+		Short: "Display resources: issuers, clusterissuers, certificates, certificaterequests, orders, challenges, secrets",
 		Long: `Display one resource or a list, as kubectl get does: a table (-o wide for
 more columns), or the resources as json, yaml or a jsonpath template
 (kubectl's jsonpath: {..name}, unions, filters and {range} included).
@@ -180,6 +185,9 @@ func renderSecrets(out io.Writer, o getOptions, secrets []*view.Secret) error {
 // fetchResources reads the named resource, or lists the namespace (every
 // namespace with -A), sorted by namespace and name.
 func fetchResources(ctx context.Context, st *store.Store, o getOptions) ([]messages.Object, error) {
+	if messages.IsClusterScoped(o.kind) {
+		o.namespace, o.allNamespaces = "", false
+	}
 	if o.name != "" {
 		obj, _ := messages.New(o.kind)
 		if err := st.Get(ctx, o.namespace, o.name, obj); err != nil {
@@ -222,9 +230,10 @@ func renderGet(out, errOut io.Writer, o getOptions, objs []messages.Object, now 
 	return err
 }
 
-// noResources is kubectl's message for an empty list (on standard error).
+// noResources is kubectl's message for an empty list (on standard error);
+// ns is empty for a cluster-scoped kind.
 func noResources(errOut io.Writer, ns string, all bool) {
-	if all {
+	if all || ns == "" {
 		fmt.Fprintln(errOut, "No resources found")
 		return
 	}
@@ -359,7 +368,7 @@ func plural(k messages.Kind) string { return k.Token() + "s" }
 // unless allowSecret: only get shows them.
 func kindAndName(args []string, nameRequired, allowSecret bool) (messages.Kind, string, error) {
 	if len(args) == 0 {
-		return "", "", errors.New("you must specify the type of resource: issuer, certificate, certificaterequest, order, challenge or secret")
+		return "", "", errors.New("you must specify the type of resource: issuer, clusterissuer, certificate, certificaterequest, order, challenge or secret")
 	}
 	first, name, slash := strings.Cut(args[0], "/")
 	rest := args[1:]
@@ -397,7 +406,7 @@ func completeKinds(_ *cobra.Command, args []string, _ string) ([]string, cobra.S
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return []string{"issuers", "certificates", "certificaterequests", "orders", "challenges", "secrets"}, cobra.ShellCompDirectiveNoFileComp
+	return []string{"issuers", "clusterissuers", "certificates", "certificaterequests", "orders", "challenges", "secrets"}, cobra.ShellCompDirectiveNoFileComp
 }
 
 // openReadStore opens the store for commands that read resources (get,

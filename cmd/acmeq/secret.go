@@ -34,8 +34,12 @@ func newCreateSecretCmd() *cobra.Command {
 		Short: "Create or replace a Secret, sealed with ACMEQ_SECRET_KEY",
 		Long: `Create or replace a Secret whose data is sealed at rest with
 ACMEQ_SECRET_KEY, such as the TSIG secret an Issuer's dns01.rfc2136 solver
-refers to (tsigSecretSecretRef).`,
-		Example: "  acmeq create secret rfc2136-tsig --from-literal=secret=BASE64",
+refers to (tsigSecretSecretRef) or the HMAC key of its External Account
+Binding (externalAccountBinding.keySecretRef). A ClusterIssuer's Secrets are
+in the workers' ACMEQ_CLUSTER_RESOURCE_NAMESPACE (default acmeq). Issuers
+that are not Ready and wait for the Secret's EAB key are woken at once.`,
+		Example: `  acmeq create secret rfc2136-tsig --from-literal=secret=BASE64
+  acmeq create secret zerossl-eab -n acmeq --from-literal=secret=EAB_HMAC_KEY`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usagef(cmd, "exactly one NAME is required, got %d arguments", len(args))

@@ -68,6 +68,10 @@ func TestViewsOfRealIssuance(t *testing.T) {
 	env, ctx := startEnvKeepingChallenges(t, goldenRequests())
 	order := orderOf(t, ctx, env, "shop-1")
 	challenge := order.Metadata.Name + "-0"
+	// A ClusterIssuer, shown without a namespace (even with -A).
+	if err := env.CreateClusterIssuer(ctx, "letsencrypt"); err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("get", func(t *testing.T) {
 		for _, kind := range messages.ReconciledKinds {
@@ -95,6 +99,7 @@ func TestViewsOfRealIssuance(t *testing.T) {
 	t.Run("describe", func(t *testing.T) {
 		for kind, name := range map[messages.Kind]string{
 			messages.KindIssuer:             dev.IssuerName,
+			messages.KindClusterIssuer:      "letsencrypt",
 			messages.KindCertificate:        "shop",
 			messages.KindCertificateRequest: "shop-1",
 			messages.KindOrder:              order.Metadata.Name,

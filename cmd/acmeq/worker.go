@@ -38,6 +38,8 @@ func (e workerEnv) config() worker.Config {
 		Scheduler:         scheduler.Config{Cap: e.MaxConcurrent, LeaseTTL: e.LeaseTTL, Audit: e.SchedulerAudit},
 		DNS01SelfCheck:    dns01.SelfCheckConfig{RecursiveNameservers: e.DNS01Recursive, RecursiveNameserversOnly: e.DNS01RecursiveOnly},
 	}
+	// Set apart from the literal above, whose alignment it would change.
+	cfg.ClusterResourceNamespace = e.ClusterResourceNS
 	if e.HTTP01ResolveTo != "" {
 		cfg.Resolve = worker.ResolveTo(e.HTTP01ResolveTo)
 	}

@@ -51,7 +51,8 @@ type Options struct {
 	Dir string
 	// Workers to run in-process. Defaults to WorkersDefault; negative runs
 	// none (tests that run `acmeq worker` processes), and then Start does
-	// not wait for the issuer: call CreateIssuer once workers run.
+	// not wait for the issuer: call CreateIssuer once workers run. Start
+	// creates no issuer either with Pebble.RequireEAB.
 	Workers int
 	// Cap on concurrent challenges. Defaults to scheduler.CapDefault.
 	Cap int
@@ -223,7 +224,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		})
 	}
 
-	if o.Workers > 0 {
+	// With Pebble.RequireEAB the dev Issuer, which has no External
+	// Account Binding, could not register: tests create their issuers.
+	if o.Workers > 0 && !o.Pebble.RequireEAB {
 		if err := env.CreateIssuer(ctx); err != nil {
 			return nil, err
 		}

@@ -77,9 +77,10 @@ func (s *Store) openClaims(ctx context.Context, js jetstream.JetStream, replicas
 }
 
 // normalizeOwner fills in the owner's namespace: owners live in the
-// Secret's namespace.
+// Secret's namespace, except a cluster-scoped one (a ClusterIssuer, whose
+// Secrets are in the workers' cluster resource namespace), which has none.
 func normalizeOwner(ns string, owner messages.ObjectReference) messages.ObjectReference {
-	if owner.Namespace == "" {
+	if owner.Namespace == "" && !messages.IsClusterScoped(owner.Kind) {
 		owner.Namespace = ns
 	}
 	return owner

@@ -1,5 +1,6 @@
 // Package store keeps acmeq's resources in JetStream KV: one bucket per
-// kind, key <namespace>.<name>, JSON values. The KV revision is the
+// kind, key <namespace>.<name> (_.<name> for a ClusterIssuer, which has no
+// namespace: see messages.ClusterScope), JSON values. The KV revision is the
 // resourceVersion, and every update is a compare-and-set on it, so two
 // workers racing on one resource cannot both win. Secrets are sealed with
 // AEAD before they are written.

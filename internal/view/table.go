@@ -86,13 +86,18 @@ func readyMessage(conds []messages.Condition) string {
 	return ""
 }
 
+// issuerColumns are those of Issuers and ClusterIssuers (cert-manager
+// prints both alike: NAME, READY, [STATUS,] AGE).
+var issuerColumns = []column{
+	{name: "READY", value: func(o messages.Object) string { return readyStatus(o.(*messages.Issuer).Status.Conditions) }},
+	{name: "STATUS", wide: true, value: func(o messages.Object) string { return readyMessage(o.(*messages.Issuer).Status.Conditions) }},
+}
+
 // columns are cert-manager's printer columns for each kind (NAME and AGE
 // are added around them).
 var columns = map[messages.Kind][]column{
-	messages.KindIssuer: {
-		{name: "READY", value: func(o messages.Object) string { return readyStatus(o.(*messages.Issuer).Status.Conditions) }},
-		{name: "STATUS", wide: true, value: func(o messages.Object) string { return readyMessage(o.(*messages.Issuer).Status.Conditions) }},
-	},
+	messages.KindIssuer:        issuerColumns,
+	messages.KindClusterIssuer: issuerColumns,
 	messages.KindCertificate: {
 		{name: "READY", value: func(o messages.Object) string { return readyStatus(o.(*messages.Certificate).Status.Conditions) }},
 		{name: "SECRET", value: func(o messages.Object) string {

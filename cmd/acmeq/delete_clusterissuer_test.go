@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acmeq/acmeq/internal/dev"
+	"github.com/acmeq/acmeq/internal/store"
+	"github.com/acmeq/acmeq/messages"
+)
+
+// delete clusterissuer: refused while Certificates of any namespace refer
+// to it (naming them), done with --force; --delete-account-key is refused
+// (the key is in the workers' namespace); a missing one is NotFound.
+func TestDeleteClusterIssuer(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := dev.Start(ctx, dev.Options{Dir: t.TempDir(), Workers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	if _, err := env.Producer.Apply(ctx, env.ClusterIssuerFor("shared")); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"tenant-a", "tenant-b"} {
+		c := &messages.Certificate{
+			Metadata: messages.ObjectMeta{Name: "site", Namespace: ns},
+			Spec: messages.CertificateSpec{DNSNames: []string{"site." + ns + ".example.com"},
+				IssuerRef: messages.IssuerRef{Name: "shared", Kind: "ClusterIssuer"}},
+		}
+		if _, err := env.Producer.Apply(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ee exitError
+	err = deleteClusterIssuer(ctx, io.Discard, io.Discard, env.Store, "shared", false, false)
+	if !errors.As(err, &ee) || !strings.Contains(ee.msg, `clusterissuer "shared" is referred to by 2 Certificate(s) (tenant-a/site, tenant-b/site)`) {
+		t.Errorf("delete in use = %v", err)
+	}
+	err = deleteClusterIssuer(ctx, io.Discard, io.Discard, env.Store, "shared", true, true)
+	if !errors.As(err, &ee) || !strings.Contains(ee.msg, "--delete-account-key does not apply to a clusterissuer") {
+		t.Errorf("delete --delete-account-key = %v", err)
+	}
+	if ok, err := env.Store.Exists(ctx, messages.KindClusterIssuer, "", "shared"); !ok || err != nil {
+		t.Fatalf("the ClusterIssuer went with a refused delete: %v, %v", ok, err)
+	}
+	var out bytes.Buffer
+	if err := deleteClusterIssuer(ctx, &out, io.Discard, env.Store, "shared", true, false); err != nil {
+		t.Fatal(err)
+	}
+	want := `clusterissuer.cert-manager.io "shared" deleted` + "\n" +
+		`2 Certificate(s) refer to it and wait until a ClusterIssuer "shared" exists again` + "\n" +
+		`its ACME account key Secret "shared-account-key" (in the workers' cluster resource namespace) is kept` + "\n"
+	if out.String() != want {
+		t.Errorf("delete --force printed:\n%s\nwant:\n%s", out.String(), want)
+	}
+	if err := env.Store.Get(ctx, "", "shared", messages.NewIssuer(messages.KindClusterIssuer)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after delete: %v", err)
+	}
+	var errOut bytes.Buffer
+	if err := deleteClusterIssuer(ctx, io.Discard, &errOut, env.Store, "shared", false, false); !errors.As(err, &ee) || errOut.String() != `Error from server (NotFound): clusterissuers "shared" not found`+"\n" {
+		t.Errorf("delete a missing clusterissuer = %v, %q", err, errOut.String())
+	}
+	// get and describe of what is left: nothing, in no namespace.
+	var getOut, getErr bytes.Buffer
+	if err := getResources(ctx, &getOut, &getErr, env.Store, mustParseGet(t, "clusterissuers", "-n", "tenant-a"), time.Now); err != nil || getErr.String() != "No resources found\n" {
+		t.Errorf("get clusterissuers = %v, %q %q", err, getOut.String(), getErr.String())
+	}
+}
