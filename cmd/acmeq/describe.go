@@ -73,7 +73,7 @@ func describeResources(ctx context.Context, out, errOut io.Writer, st *store.Sto
 		noResources(errOut, ns, false)
 		return nil
 	}
-	if kind == messages.KindIssuer {
+	if kind == messages.KindIssuer || kind == messages.KindClusterIssuer {
 		objs := make([]messages.Object, len(items))
 		for i := range items {
 			objs[i] = items[i].obj
