@@ -11,7 +11,7 @@ import (
 
 // dumpUnfinished logs every resource that is not finished, to explain a
 // wait that timed out.
-func dumpUnfinished(t *testing.T, ctx context.Context, env *dev.Env) {
+func dumpUnfinished(t testing.TB, ctx context.Context, env *dev.Env) {
 	t.Helper()
 	ctx = context.WithoutCancel(ctx)
 	for _, k := range []messages.Kind{messages.KindCertificate, messages.KindCertificateRequest, messages.KindOrder, messages.KindChallenge} {

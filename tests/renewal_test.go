@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -397,4 +398,43 @@ func TestRevisionHistoryIsBounded(t *testing.T) {
 		t.Errorf("secrets %v: want at most the certificate's, the account key and %d chains", names, limit)
 	}
 	t.Logf("after %d renewals: %d requests, %d orders, secrets %v", renewals, count(messages.KindCertificateRequest), count(messages.KindOrder), names)
+}
+
+// A CA that will not take a renewal's "replaces" (here: a CertID it has
+// never issued, answered 500 "could not find an order for the given
+// certificate", as Pebble also answers for its own certificates whose
+// serial has an odd number of hex digits) still gets the renewal: the
+// order is sent again without "replaces".
+func TestRenewalWhenTheCARefusesReplaces(t *testing.T) {
+	env, ctx := setupRenewal(t, 2, time.Hour, stack.PebbleConfig{}, nil)
+	if _, err := env.Producer.Request(ctx, producer.RequestOptions{Namespace: dev.Namespace, Name: "unknown-id", Issuer: dev.IssuerName, DNSNames: []string{"unknown-id.acmeq.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitIssued(t, ctx, env, "unknown-id", 1, time.Minute)
+	if first.Status.RenewalInfo == nil {
+		t.Fatal("no ARI status: Pebble offers ARI")
+	}
+	aki, _, ok := strings.Cut(first.Status.RenewalInfo.CertID, ".")
+	if !ok {
+		t.Fatalf("certID %q is not AKI.serial", first.Status.RenewalInfo.CertID)
+	}
+	bogus := aki + "." + base64.RawURLEncoding.EncodeToString([]byte{0x7f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	first.Status.RenewalInfo.CertID = bogus
+	if err := env.Store.Update(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Producer.Renew(ctx, dev.Namespace, "unknown-id"); err != nil {
+		t.Fatal(err)
+	}
+	renewed := waitIssued(t, ctx, env, "unknown-id", 2, 30*time.Second)
+	if renewed.Status.SerialNumber == first.Status.SerialNumber {
+		t.Fatalf("serial %s unchanged after the renewal", renewed.Status.SerialNumber)
+	}
+	cr := &messages.CertificateRequest{}
+	if err := env.Store.Get(ctx, dev.Namespace, worker.RequestName("unknown-id", 2), cr); err != nil {
+		t.Fatal(err)
+	}
+	if cr.Spec.Replaces != bogus {
+		t.Fatalf("the renewal's request replaces %q, want the CertID the CA refuses %q (else this test proves nothing)", cr.Spec.Replaces, bogus)
+	}
 }

@@ -87,6 +87,18 @@ func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition) (Out
 	return Done(), fmt.Errorf("order %s/%s: unexpected state %q", order.Metadata.Namespace, order.Metadata.Name, order.Status.State)
 }
 
+// replacesRefused reports whether the CA answered a new order that named
+// a certificate it replaces with a problem other than a rate limit or a
+// bad nonce (which have their own handling and say nothing of replaces).
+func replacesRefused(err error) bool {
+	var ae *acme.Error
+	if !errors.As(err, &ae) {
+		return false
+	}
+	v := acmeclient.Classify(err)
+	return v.Class != acmeclient.RetryNow && !acmeclient.IsRateLimited(err)
+}
+
 // newOrder creates the order at the CA and records its authorizations.
 func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
 	o := r.order
@@ -99,9 +111,13 @@ func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
 		return deref(wait), err
 	}
 	ao, err := r.cl.NewOrder(ctx, acme.DomainIDs(o.Spec.DNSNames...), opts)
-	if err != nil && opts.Replaces != "" && acmeclient.HasProblem(err, acmeclient.ProblemAlreadyReplaced) {
-		// The certificate was replaced already (an earlier order of ours
-		// that was lost, or another client): order without "replaces".
+	if err != nil && opts.Replaces != "" && replacesRefused(err) {
+		// The CA would not take "replaces" (the certificate was replaced
+		// already by an order of ours that was lost, or the CA cannot find
+		// it — Pebble misses certificates whose serial has an odd number
+		// of hex digits): order without it, as lego does, rather than
+		// never renew.
+		logger(ctx).Info("the CA refused the order's replaces; ordering without it", "replaces", opts.Replaces, "err", err)
 		opts.Replaces = ""
 		ao, err = r.cl.NewOrder(ctx, acme.DomainIDs(o.Spec.DNSNames...), opts)
 	}
@@ -116,6 +132,7 @@ func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
 		return r.acmeFailure(ctx, "Failed to create Order", err)
 	}
 	o.Status.Reason = ""
+	o.Status.Attempts = 0
 	progress(ctx)
 	o.Status.URL = ao.URI
 	o.Status.FinalizeURL = ao.FinalizeURL
@@ -467,11 +484,13 @@ func (r *orderRun) acmeFailure(ctx context.Context, what string, err error) (Out
 	case acmeclient.Permanent:
 		return r.w.failOrder(ctx, r.order, messages.StateErrored, what+": "+acmeclient.Describe(err))
 	}
+	// Attempts are kept in status whether or not the order exists at the
+	// CA yet, so the back-off grows: a CA failing every new order is not
+	// asked again five times a second.
 	r.order.Status.Attempts++
-	if r.order.Status.URL != "" {
-		if cerr := r.commit(ctx); cerr != nil {
-			return Done(), cerr
-		}
+	r.order.Status.Reason = what + ": " + acmeclient.Describe(err)
+	if cerr := r.commit(ctx); cerr != nil {
+		return Done(), cerr
 	}
 	delay := v.After
 	if delay == 0 {

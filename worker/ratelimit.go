@@ -87,16 +87,17 @@ func (r *orderRun) takeBudgets(ctx context.Context) ([]scheduler.Need, *Outcome,
 // it waits for changes) and returns the delayed retry.
 func (r *orderRun) waitFor(ctx context.Context, reason string, wait time.Duration) (Outcome, error) {
 	o := r.order
-	if o.Status.Reason != reason {
-		before, _, _ := strings.Cut(o.Status.Reason, ", next at")
-		now, _, _ := strings.Cut(reason, ", next at")
+	before, _, _ := strings.Cut(o.Status.Reason, ", next at")
+	now, _, _ := strings.Cut(reason, ", next at")
+	if before != now {
+		// A new limit to wait for: written once, with its next refill.
+		// Each check-back does not rewrite it for a later "next at": that
+		// write would race the wake-up of the order it delays.
 		o.Status.Reason = reason
 		if err := r.commit(ctx); err != nil {
 			return Done(), err
 		}
-		if before != now {
-			r.w.record(ctx, o, messages.EventNormal, ReasonWaitingForRateLimit, reason)
-		}
+		r.w.record(ctx, o, messages.EventNormal, ReasonWaitingForRateLimit, reason)
 	}
 	return RetryAfter(max(wait, time.Second)), nil
 }
