@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/acme"
 
 	"github.com/acmeq/acmeq/internal/acmeclient"
+	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/scheduler"
 	"github.com/acmeq/acmeq/solvers"
@@ -175,10 +176,12 @@ func stop(out Outcome, err error) (bool, Outcome, error) { return false, out, er
 // retry where it must wait.
 func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition) (Outcome, error) {
 	ch := &messages.Challenge{}
-	if err := w.store.Get(ctx, t.Namespace, t.Name, ch); err != nil {
+	id := scheduler.ChallengeID(t.Namespace, t.Name)
+	if err := w.store.Get(ctx, t.Namespace, t.Name, ch); errors.Is(err, store.ErrNotFound) {
+		return Done(), w.forgetChallenge(ctx, id)
+	} else if err != nil {
 		return Done(), err
 	}
-	id := scheduler.ChallengeID(ch.Metadata.Namespace, ch.Metadata.Name)
 	phase := ChallengePhase(ch.Status)
 	if phase == PhaseDone {
 		// Make sure the slot is free and the order heard (idempotent).
@@ -547,6 +550,23 @@ func (w *Worker) challengeDone(ctx context.Context, ch *messages.Challenge, id s
 		return w.store.Delete(ctx, messages.KindChallenge, ch.Metadata.Namespace, ch.Metadata.Name)
 	}
 	return w.publish(ctx, messages.KindOrder, o.Namespace, o.Name, messages.ActionChild, ch.Metadata.Name, incarnation(&ch.Metadata)+"-"+string(ch.Status.State))
+}
+
+// forgetChallenge drops the scheduler's record of a challenge that is
+// gone: one removed with its order can still hold a lease (its worker died
+// between the status write that finished it and the release) or sit in the
+// backlog (a stale redelivery enqueued it). Left there, reaping and
+// granting would pass it around forever and its slot would never free.
+func (w *Worker) forgetChallenge(ctx context.Context, id string) error {
+	freed, err := w.sched.Release(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return err
+	}
+	if freed {
+		logger(ctx).Info("released the slot of a removed challenge", "challenge", id)
+		w.grant(ctx)
+	}
+	return nil
 }
 
 func schedItem(ch *messages.Challenge) scheduler.Item {
