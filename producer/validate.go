@@ -549,7 +549,7 @@ func validateCABundle(bundle string) error {
 		}
 		certs++
 		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			return fmt.Errorf("spec.acme.caBundle: certificate %d: %v", certs, err)
+			return fmt.Errorf("spec.acme.caBundle: certificate %d: %w", certs, err)
 		}
 	}
 	if certs == 0 {

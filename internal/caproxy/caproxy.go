@@ -287,8 +287,11 @@ func (p *Proxy) fetchDirectory() error {
 		NewAccount string `json:"newAccount"`
 		NewOrder   string `json:"newOrder"`
 	}
-	if err := json.NewDecoder(res.Body).Decode(&d); err != nil || d.NewNonce == "" || d.NewOrder == "" || d.NewAccount == "" {
-		return fmt.Errorf("caproxy: directory %s (status %d) lacks newNonce/newAccount/newOrder: %v", p.cfg.Upstream, res.StatusCode, err)
+	if err := json.NewDecoder(res.Body).Decode(&d); err != nil {
+		return fmt.Errorf("caproxy: directory %s (status %d): %w", p.cfg.Upstream, res.StatusCode, err)
+	}
+	if d.NewNonce == "" || d.NewOrder == "" || d.NewAccount == "" {
+		return fmt.Errorf("caproxy: directory %s (status %d) lacks newNonce/newAccount/newOrder", p.cfg.Upstream, res.StatusCode)
 	}
 	p.dir.newNonce, p.dir.newAccount, p.dir.newOrder = d.NewNonce, d.NewAccount, d.NewOrder
 	p.paths.newAccount, p.paths.newOrder = urlPath(d.NewAccount), urlPath(d.NewOrder)
