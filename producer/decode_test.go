@@ -396,7 +396,7 @@ func TestDecodeAlwaysEnds(t *testing.T) {
 		input: func(*testing.T) io.Reader {
 			return io.MultiReader(strings.NewReader(iss+"\n"+iss+"\n"), failingReader{})
 		},
-		want: fmt.Sprintf(`document 3, line 3, column 1: cannot read the input: disk on fire`),
+		want: `document 3, line 3, column 1: cannot read the input: disk on fire`,
 		objs: 2,
 	}, {
 		name: "a read error inside a YAML document",

@@ -379,7 +379,7 @@ func checkName(name string, minLabels int) (wildcard bool, reason string) {
 			return wildcard, fmt.Sprintf("label %s is %d characters long, at most %d are allowed", quote(l), len(l), MaxLabelLength)
 		}
 		for _, r := range l {
-			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
 				return wildcard, fmt.Sprintf("label %s contains %q (allowed: a-z, 0-9 and '-')", quote(l), r)
 			}
 		}

@@ -197,7 +197,7 @@ func bindZoneName(zone string) (string, error) {
 	}
 	for i := 0; i < len(c); i++ {
 		ch := c[i]
-		if !('a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '_' || ch == '.') {
+		if (ch < 'a' || ch > 'z') && (ch < '0' || ch > '9') && ch != '-' && ch != '_' && ch != '.' {
 			return "", fmt.Errorf("stack: bind: invalid zone name %q: only letters, digits, '-', '_' and '.' are supported", zone)
 		}
 	}
