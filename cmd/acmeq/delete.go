@@ -144,19 +144,7 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 		}
 		defer func() { _ = w.Stop() }()
 	}
-	chs, err := st.List(ctx, messages.KindChallenge, ns)
-	if err != nil {
-		return err
-	}
-	for _, ch := range chs {
-		m := ch.GetMeta()
-		if o := m.OwnerReference; o != nil && o.Kind == messages.KindOrder && o.Name == name {
-			if err := st.Delete(ctx, messages.KindChallenge, ns, m.Name); err != nil {
-				return err
-			}
-		}
-	}
-	if err := st.Delete(ctx, messages.KindOrder, ns, name); err != nil {
+	if err := deleteOrderAndChallenges(ctx, st, ns, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "order.acme.cert-manager.io %q deleted\n", name)
@@ -167,7 +155,7 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 		return nil
 	}
 	cr := &messages.CertificateRequest{}
-	err = st.Get(ctx, ns, owner.Name, cr)
+	err := st.Get(ctx, ns, owner.Name, cr)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		fmt.Fprintf(out, "CertificateRequest %q no longer exists: no new Order will be created\n", owner.Name)
@@ -193,6 +181,31 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 	if w == nil {
 		return nil
 	}
+	return awaitNewOrder(ctx, errOut, w, b, ns, name, owner.Name, wait)
+}
+
+// deleteOrderAndChallenges deletes Order ns/name and the Challenges it
+// owns, Challenges first.
+func deleteOrderAndChallenges(ctx context.Context, st *store.Store, ns, name string) error {
+	chs, err := st.List(ctx, messages.KindChallenge, ns)
+	if err != nil {
+		return err
+	}
+	for _, ch := range chs {
+		m := ch.GetMeta()
+		if o := m.OwnerReference; o != nil && o.Kind == messages.KindOrder && o.Name == name {
+			if err := st.Delete(ctx, messages.KindChallenge, ns, m.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return st.Delete(ctx, messages.KindOrder, ns, name)
+}
+
+// awaitNewOrder waits up to wait, on w, for the Order ns/name that
+// CertificateRequest crName creates again, and publishes a retry of the
+// new Order at its revision.
+func awaitNewOrder(ctx context.Context, errOut io.Writer, w jetstream.KeyWatcher, b *bus.Bus, ns, name, crName string, wait time.Duration) error {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
@@ -200,7 +213,7 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			fmt.Fprintf(errOut, "acmeq: the new Order %q has not appeared within %s; a worker creates it when it handles CertificateRequest %q\n", name, wait, owner.Name)
+			fmt.Fprintf(errOut, "acmeq: the new Order %q has not appeared within %s; a worker creates it when it handles CertificateRequest %q\n", name, wait, crName)
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
