@@ -80,7 +80,7 @@ func New(js jetstream.JetStream, sealer *store.Sealer, cfg Config) (*Agent, erro
 	if cfg.LabelSelector != "" {
 		var err error
 		if sel, err = labels.Parse(cfg.LabelSelector); err != nil {
-			return nil, fmt.Errorf("%w: LabelSelector (-l): %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: LabelSelector (-l): %w", ErrConfig, err)
 		}
 	}
 	m, err := newMetrics(cfg.Registerer)

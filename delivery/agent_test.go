@@ -194,7 +194,7 @@ func TestSyncSelection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tt.cfg.Dir = dir
-			err, reg, _ := e.once(t, tt.cfg)
+			reg, _, err := e.once(t, tt.cfg)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -241,15 +241,15 @@ func TestSyncOnceErrors(t *testing.T) {
 	e.putCertificate(t, "default", "shop", nil, "shop.example.test")
 	serial := e.issue(t, "default", "shop", "shop.example.test")
 	e.putCertificate(t, "default", "new", nil, "new.example.test")
-	if err, _, _ := e.once(t, Config{Dir: dir, Names: []string{"shop"}}); err != nil {
+	if _, _, err := e.once(t, Config{Dir: dir, Names: []string{"shop"}}); err != nil {
 		t.Fatal(err)
 	}
 
-	err, _, _ := e.once(t, Config{Dir: dir, Names: []string{"shop", "nope"}})
+	_, _, err := e.once(t, Config{Dir: dir, Names: []string{"shop", "nope"}})
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "default/nope is not in the store") {
 		t.Errorf("unknown name: %v", err)
 	}
-	err, _, _ = e.once(t, Config{Dir: dir, Names: []string{"new"}})
+	_, _, err = e.once(t, Config{Dir: dir, Names: []string{"new"}})
 	if !errors.Is(err, ErrNotIssued) || !strings.Contains(err.Error(), "default/new has no Secret default/new") {
 		t.Errorf("not issued: %v", err)
 	}
@@ -258,7 +258,7 @@ func TestSyncOnceErrors(t *testing.T) {
 	chain, _, _ := e.ca.issue(t, "shop.example.test")
 	_, otherKey, _ := e.ca.issue(t, "shop.example.test")
 	e.putSecret(t, "default", "shop", map[string][]byte{messages.SecretTLSCert: chain, messages.SecretTLSKey: otherKey})
-	err, reg, _ := e.once(t, Config{Dir: dir, Names: []string{"shop"}})
+	reg, _, err := e.once(t, Config{Dir: dir, Names: []string{"shop"}})
 	if !errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), "certificate default/shop") {
 		t.Errorf("mismatched pair: %v", err)
 	}
@@ -271,7 +271,7 @@ func TestSyncOnceErrors(t *testing.T) {
 
 	// Garbage in tls.crt.
 	e.putSecret(t, "default", "shop", map[string][]byte{messages.SecretTLSCert: []byte("not pem"), messages.SecretTLSKey: otherKey})
-	if err, _, _ := e.once(t, Config{Dir: dir, Names: []string{"shop"}}); !errors.Is(err, ErrBadCertificate) {
+	if _, _, err := e.once(t, Config{Dir: dir, Names: []string{"shop"}}); !errors.Is(err, ErrBadCertificate) {
 		t.Errorf("bad certificate: %v", err)
 	}
 	readPair(t, dir, "default", "shop", e.ca.pool())
@@ -303,7 +303,7 @@ func TestSyncRestartRewritesNothing(t *testing.T) {
 	}
 	hookLog := filepath.Join(t.TempDir(), "hook.log")
 	cfg := Config{Dir: dir, Exec: "echo ran >> " + hookLog}
-	if err, _, _ := e.once(t, cfg); err != nil {
+	if _, _, err := e.once(t, cfg); err != nil {
 		t.Fatal(err)
 	}
 	before := map[string]os.FileInfo{}
@@ -314,7 +314,7 @@ func TestSyncRestartRewritesNothing(t *testing.T) {
 		}
 		before[n] = fi
 	}
-	err, reg, _ := e.once(t, cfg)
+	reg, _, err := e.once(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func TestSyncDeletedCertificate(t *testing.T) {
 	if err := e.st.Delete(ctxT(t), messages.KindCertificate, "default", "gone"); err != nil {
 		t.Fatal(err)
 	}
-	if err, _, _ := e.once(t, Config{Dir: dir, Prune: true}); err != nil {
+	if _, _, err := e.once(t, Config{Dir: dir, Prune: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got := onDisk(t, dir); !slices.Equal(got, []string{"default/keep"}) {
@@ -391,7 +391,7 @@ func TestSyncHookFailures(t *testing.T) {
 	e.putCertificate(t, "default", "shop", nil, "shop.example.test")
 	e.issue(t, "default", "shop", "shop.example.test")
 
-	err, reg, _ := e.once(t, Config{Dir: t.TempDir(), Exec: "echo reload refused >&2; exit 3"})
+	reg, _, err := e.once(t, Config{Dir: t.TempDir(), Exec: "echo reload refused >&2; exit 3"})
 	if !errors.Is(err, ErrHook) || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "reload refused") {
 		t.Errorf("failing hook: %v", err)
 	}
@@ -402,12 +402,15 @@ func TestSyncHookFailures(t *testing.T) {
 	// A hook that hangs, with a child that hangs too, is killed.
 	dir := t.TempDir()
 	start := time.Now()
-	err, reg, _ = e.once(t, Config{Dir: dir, Exec: "sleep 60 & sleep 60", ExecTimeout: 300 * time.Millisecond})
+	reg, _, err = e.once(t, Config{Dir: dir, Exec: "sleep 60 & sleep 60", ExecTimeout: 300 * time.Millisecond})
 	if !errors.Is(err, ErrHook) || !strings.Contains(err.Error(), "did not finish within 300ms (killed)") {
 		t.Errorf("hanging hook: %v", err)
 	}
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("a hanging hook held --once for %s", d)
+	}
+	if metric(t, reg, "acmeq_sync_hook_failures_total") != 1 {
+		t.Error("hanging hook not counted as a failure")
 	}
 	readPair(t, dir, "default", "shop", e.ca.pool())
 

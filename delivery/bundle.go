@@ -72,7 +72,7 @@ func newBundle(data map[string][]byte) (*bundle, error) {
 	}
 	for i := 0; i+1 < len(chain); i++ {
 		if err := chain[i].CheckSignatureFrom(chain[i+1]); err != nil {
-			return nil, fmt.Errorf("%w: certificate %d of %s is not signed by the next one: %v", ErrBadCertificate, i, FileCert, err)
+			return nil, fmt.Errorf("%w: certificate %d of %s is not signed by the next one: %w", ErrBadCertificate, i, FileCert, err)
 		}
 	}
 	if len(b.ca) > 0 {
@@ -127,7 +127,7 @@ func parseChain(p []byte) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadCertificate, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadCertificate, err)
 		}
 		out = append(out, c)
 	}
@@ -159,7 +159,7 @@ func parseKey(p []byte) (crypto.Signer, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadKey, err)
 		}
 		s, ok := k.(crypto.Signer)
 		if !ok {

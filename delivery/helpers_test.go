@@ -297,9 +297,9 @@ func (e *env) start(t *testing.T, cfg Config) *running {
 	return r
 }
 
-// once runs an Agent with cfg and Once set, and returns Run's error and
-// the metrics registry.
-func (e *env) once(t *testing.T, cfg Config) (error, *prometheus.Registry, string) {
+// once runs an Agent with cfg and Once set, and returns the metrics
+// registry, the logs and Run's error.
+func (e *env) once(t *testing.T, cfg Config) (*prometheus.Registry, string, error) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	logs := &logBuffer{}
@@ -310,7 +310,8 @@ func (e *env) once(t *testing.T, cfg Config) (error, *prometheus.Registry, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a.Run(ctxT(t)), reg, logs.String()
+	err = a.Run(ctxT(t))
+	return reg, logs.String(), err
 }
 
 func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {

@@ -46,7 +46,7 @@ func runHook(ctx context.Context, command string, timeout time.Duration, env []s
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %q did not finish within %s (killed)%s", ErrHook, command, timeout, msg)
 	}
-	return fmt.Errorf("%w: %q after %s: %v%s", ErrHook, command, time.Since(start).Round(time.Millisecond), err, msg)
+	return fmt.Errorf("%w: %q after %s: %w%s", ErrHook, command, time.Since(start).Round(time.Millisecond), err, msg)
 }
 
 // tail keeps the last limit bytes written to it.

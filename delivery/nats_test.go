@@ -155,7 +155,7 @@ func TestSyncLeastPrivilege(t *testing.T) {
 		{Namespace: "team-a"},
 	} {
 		cfg.Dir = t.TempDir()
-		if err, _, logs := agentEnv.once(t, cfg); err != nil {
+		if _, logs, err := agentEnv.once(t, cfg); err != nil {
 			t.Fatalf("agent as the sync user (%+v): %v\n%s", cfg, err, logs)
 		}
 	}
@@ -229,7 +229,7 @@ func TestSyncLeastPrivilege(t *testing.T) {
 	teamJS, _ := jetstream.New(teamNC)
 	teamEnv := &env{js: teamJS, sealer: e.sealer, ca: e.ca}
 	teamDir := t.TempDir()
-	if err, _, logs := teamEnv.once(t, Config{Dir: teamDir, Namespace: "team-a"}); err != nil {
+	if _, logs, err := teamEnv.once(t, Config{Dir: teamDir, Namespace: "team-a"}); err != nil {
 		t.Fatalf("agent as sync-team-a with -n team-a: %v\n%s", err, logs)
 	}
 	if got := onDisk(t, teamDir); !slices.Equal(got, []string{"team-a/api"}) {

@@ -173,7 +173,7 @@ func TestSyncKilledMidWrite(t *testing.T) {
 			name := "kill-" + step
 			e.putCertificate(t, "default", name, nil, name+".example.test")
 			old := e.issue(t, "default", name, name+".example.test")
-			if err, _, _ := e.once(t, Config{Dir: dir, Names: []string{name}}); err != nil {
+			if _, _, err := e.once(t, Config{Dir: dir, Names: []string{name}}); err != nil {
 				t.Fatal(err)
 			}
 			renewed := e.issue(t, "default", name, name+".example.test", "www."+name+".example.test")
@@ -257,7 +257,7 @@ func TestSyncDirectoryNotWritable(t *testing.T) {
 	serial := e.issue(t, "default", "shop", "shop.example.test")
 	bin, cred := unprivileged(t)
 
-	run := func(dir string) (error, string) {
+	run := func(dir string) (string, error) {
 		h := e.startHelper(t, bin, dir, []string{envOnce + "=1"}, cred)
 		select {
 		case <-h.done:
@@ -265,11 +265,11 @@ func TestSyncDirectoryNotWritable(t *testing.T) {
 			if i := strings.Index(out, "RUN ERROR: "); i >= 0 {
 				t.Logf("agent as uid %d: %s", uidOf(cred), strings.TrimSpace(out[i:]))
 			}
-			return h.err, out
+			return out, h.err
 		case <-time.After(60 * time.Second):
 			t.Fatal("agent did not finish")
 		}
-		return nil, ""
+		return "", nil
 	}
 
 	// The directory itself.
@@ -278,11 +278,11 @@ func TestSyncDirectoryNotWritable(t *testing.T) {
 	if err := os.Mkdir(ro, 0o555); err != nil {
 		t.Fatal(err)
 	}
-	err, stderr := run(filepath.Join(ro, "certs"))
+	stderr, err := run(filepath.Join(ro, "certs"))
 	if err == nil || !strings.Contains(stderr, "sync directory "+filepath.Join(ro, "certs")+" cannot be created") || !strings.Contains(stderr, "permission denied") {
 		t.Errorf("uncreatable dir: %v\n%s", err, stderr)
 	}
-	err, stderr = run(ro)
+	stderr, err = run(ro)
 	if err == nil || !strings.Contains(stderr, "sync directory "+ro+" is not writable") || !strings.Contains(stderr, "permission denied") {
 		t.Errorf("read-only dir: %v\n%s", err, stderr)
 	}
@@ -290,7 +290,7 @@ func TestSyncDirectoryNotWritable(t *testing.T) {
 	// The namespace directory, holding files written earlier: the renewal
 	// cannot be written, the old files stay.
 	dir := filepath.Join(base, "certs")
-	if err, _, _ := e.once(t, Config{Dir: dir}); err != nil {
+	if _, _, err := e.once(t, Config{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, 0o777); err != nil {
@@ -300,7 +300,7 @@ func TestSyncDirectoryNotWritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.issue(t, "default", "shop", "shop.example.test")
-	err, stderr = run(dir)
+	stderr, err = run(dir)
 	if err == nil || !strings.Contains(stderr, "certificate default/shop") || !strings.Contains(stderr, filepath.Join(dir, "default")) || !strings.Contains(stderr, "permission denied") {
 		t.Errorf("read-only namespace dir: %v\n%s", err, stderr)
 	}

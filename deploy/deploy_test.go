@@ -100,8 +100,11 @@ func checkValue(name, def, value string) error {
 		return connect.RedisConfig{URL: value}.Validate()
 	case name == "ACMEQ_REPLICAS":
 		n, err := strconv.Atoi(value)
-		if err != nil || n < 1 || n > 5 {
-			return fmt.Errorf("want 1 to 5 (%v)", err)
+		if err != nil {
+			return fmt.Errorf("want 1 to 5: %w", err)
+		}
+		if n < 1 || n > 5 {
+			return fmt.Errorf("want 1 to 5, not %d", n)
 		}
 		return nil
 	case name == "ACMEQ_LOG_FORMAT":

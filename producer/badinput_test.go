@@ -29,7 +29,7 @@ func applyFile(t *testing.T, c *Client, r io.Reader) (applied, errs []string, re
 			t.Fatalf("Next called %d times without io.EOF", calls)
 		}
 		obj, err := d.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return applied, errs, refused
 		}
 		if err != nil {

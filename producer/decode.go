@@ -101,7 +101,7 @@ func Decode(r io.Reader) ([]messages.Object, error) {
 	var errs []error
 	for {
 		obj, err := d.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -205,7 +205,7 @@ func (d *Decoder) Next() (messages.Object, error) {
 	}
 	if d.mode == modeUnknown {
 		if err := d.sniff(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return d.end()
 			}
 			return nil, err
@@ -260,7 +260,7 @@ func (d *Decoder) sniff() error {
 	var indent []byte
 	for {
 		b, err := d.br.ReadByte()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return io.EOF
 		}
 		if err != nil {
@@ -320,38 +320,13 @@ func (d *Decoder) consume() {
 
 func (d *Decoder) nextJSON() (messages.Object, error) {
 	if d.mode == modeJSONArray {
-		for d.array != arrayOpened && d.array != arrayAfterSep {
-			b, err := d.skipSpace()
-			switch {
-			case err == io.EOF && d.array == arrayClosed:
-				return d.end()
-			case err == io.EOF:
-				return nil, d.fatal(d.doc, d.pos, errors.New("invalid JSON: unexpected end of input: the array is not closed with ']'"))
-			case err != nil:
-				return nil, d.readErr(d.doc, err)
-			case d.array == arrayClosed:
-				return nil, d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected data after the array"))
-			case b == ',':
-				d.consume()
-				d.array = arrayAfterSep
-			case b == ']':
-				d.consume()
-				d.array = arrayClosed
-			default:
-				return nil, d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: want ',' or ']' after an array element, got %s", quoteByte(b)))
-			}
+		if err := d.toArrayElement(); err != nil {
+			return nil, err
 		}
 	}
 	b, err := d.skipSpace()
-	switch {
-	case err == io.EOF && d.mode == modeJSON:
-		return d.end()
-	case err == io.EOF && d.array == arrayAfterSep:
-		return nil, d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected end of input: a value is missing after ','"))
-	case err == io.EOF:
-		return nil, d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected end of input: the array is not closed with ']'"))
-	case err != nil:
-		return nil, d.readErr(d.doc+1, err)
+	if err != nil {
+		return nil, d.valueMissing(err)
 	}
 	if d.mode == modeJSONArray {
 		if b == ']' && d.array == arrayOpened {
@@ -378,6 +353,51 @@ func (d *Decoder) nextJSON() (messages.Object, error) {
 	return d.decodeJSON(raw, d.start)
 }
 
+// toArrayElement reads a JSON array's separators up to where an element or
+// its ']' may start. At the end of the input after the array it returns
+// what end returns (ErrNoObjects or io.EOF); any other error is fatal.
+func (d *Decoder) toArrayElement() error {
+	for d.array != arrayOpened && d.array != arrayAfterSep {
+		b, err := d.skipSpace()
+		switch {
+		case errors.Is(err, io.EOF) && d.array == arrayClosed:
+			_, err := d.end()
+			return err
+		case errors.Is(err, io.EOF):
+			return d.fatal(d.doc, d.pos, errors.New("invalid JSON: unexpected end of input: the array is not closed with ']'"))
+		case err != nil:
+			return d.readErr(d.doc, err)
+		case d.array == arrayClosed:
+			return d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected data after the array"))
+		case b == ',':
+			d.consume()
+			d.array = arrayAfterSep
+		case b == ']':
+			d.consume()
+			d.array = arrayClosed
+		default:
+			return d.fatal(d.doc, d.pos, fmt.Errorf("invalid JSON: want ',' or ']' after an array element, got %s", quoteByte(b)))
+		}
+	}
+	return nil
+}
+
+// valueMissing is the error for err, skipSpace's failure where a JSON
+// value may start: the end of the input (what end returns) after JSON
+// objects, else a fatal error.
+func (d *Decoder) valueMissing(err error) error {
+	switch {
+	case errors.Is(err, io.EOF) && d.mode == modeJSON:
+		_, err := d.end()
+		return err
+	case errors.Is(err, io.EOF) && d.array == arrayAfterSep:
+		return d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected end of input: a value is missing after ','"))
+	case errors.Is(err, io.EOF):
+		return d.fatal(d.doc+1, d.pos, errors.New("invalid JSON: unexpected end of input: the array is not closed with ']'"))
+	}
+	return d.readErr(d.doc+1, err)
+}
+
 // scanJSON reads the JSON value that starts at the next byte into d.buf. It
 // checks only the structure (brackets, strings) and the limits; the JSON
 // parser checks the rest. Every structural error is fatal: where the value
@@ -389,7 +409,7 @@ func (d *Decoder) scanJSON() ([]byte, *DecodeError) {
 		chunk, err := d.peek()
 		if len(chunk) == 0 {
 			switch {
-			case err != io.EOF:
+			case !errors.Is(err, io.EOF):
 				return nil, d.readErr(d.doc, err)
 			case s.literal:
 				return d.buf, nil
@@ -454,77 +474,108 @@ type jsonScan struct {
 // whether the value ends there, or a problem with byte n.
 func (s *jsonScan) feed(b []byte) (n int, end bool, problem error) {
 	for i, c := range b {
-		if !s.started {
-			s.started = true
-			switch c {
-			case '"':
-				s.inString = true
-			case '{', '[':
-				s.stack = append(s.stack, c)
-				s.opened = true
-			default:
-				s.literal = true
-			}
+		switch {
+		case !s.started:
+			s.start(c)
 			continue
-		}
-		if s.literal {
-			switch c {
-			case ' ', '\t', '\r', '\n', ',', ':', '[', ']', '{', '}', '"':
+		case s.literal:
+			if endsLiteral(c) {
 				return i, true, nil
 			}
 			continue
+		case s.inString:
+			end, problem = s.stringByte(c)
+		default:
+			end, problem = s.structureByte(c)
 		}
-		if s.inString {
-			switch {
-			case s.escaped:
-				s.escaped = false
-			case c == '\\':
-				s.escaped = true
-			case c == '"':
-				s.inString = false
-				if len(s.stack) == 0 {
-					return i + 1, true, nil
-				}
-			case c == '\n':
-				// JSON strings never hold a raw newline: the line was cut.
-				return i, false, errors.New("invalid JSON: the line ends inside a string")
-			}
-			continue
+		if problem != nil {
+			return i, false, problem
 		}
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		if s.opened && c != '}' && c != ']' {
-			s.values++ // the first element
-		}
-		s.opened = false
-		switch c {
-		case '"':
-			s.inString = true
-		case '{', '[':
-			if len(s.stack) == MaxDocumentDepth {
-				return i, false, fmt.Errorf("nested deeper than %d levels, the limit for one document", MaxDocumentDepth)
-			}
-			s.stack = append(s.stack, c)
-			s.opened = true
-		case '}', ']':
-			open := s.stack[len(s.stack)-1]
-			if open == '{' && c != '}' || open == '[' && c != ']' {
-				return i, false, fmt.Errorf("invalid JSON: %s does not close %s", quoteByte(c), quoteByte(open))
-			}
-			s.stack = s.stack[:len(s.stack)-1]
-			if len(s.stack) == 0 {
-				return i + 1, true, nil
-			}
-		case ',':
-			s.values++
-		}
-		if s.values > MaxDocumentValues {
-			return i, false, fmt.Errorf("more than %d values, the limit for one document", MaxDocumentValues)
+		if end {
+			return i + 1, true, nil
 		}
 	}
 	return len(b), false, nil
+}
+
+// start scans c, the first byte of the value.
+func (s *jsonScan) start(c byte) {
+	s.started = true
+	switch c {
+	case '"':
+		s.inString = true
+	case '{', '[':
+		s.stack = append(s.stack, c)
+		s.opened = true
+	default:
+		s.literal = true
+	}
+}
+
+// endsLiteral reports whether c ends a top-level literal; c is not part of
+// it.
+func endsLiteral(c byte) bool {
+	switch c {
+	case ' ', '\t', '\r', '\n', ',', ':', '[', ']', '{', '}', '"':
+		return true
+	}
+	return false
+}
+
+// stringByte scans c inside a string. The value ends with c when c closes
+// a top-level string.
+func (s *jsonScan) stringByte(c byte) (end bool, problem error) {
+	switch {
+	case s.escaped:
+		s.escaped = false
+	case c == '\\':
+		s.escaped = true
+	case c == '"':
+		s.inString = false
+		return len(s.stack) == 0, nil
+	case c == '\n':
+		// JSON strings never hold a raw newline: the line was cut.
+		return false, errors.New("invalid JSON: the line ends inside a string")
+	}
+	return false, nil
+}
+
+// structureByte scans c outside strings, inside a container. The value ends
+// with c when c closes the outermost container.
+func (s *jsonScan) structureByte(c byte) (end bool, problem error) {
+	switch c {
+	case ' ', '\t', '\r', '\n':
+		return false, nil
+	}
+	if s.opened && c != '}' && c != ']' {
+		s.values++ // the first element
+	}
+	s.opened = false
+	switch c {
+	case '"':
+		s.inString = true
+	case '{', '[':
+		if len(s.stack) == MaxDocumentDepth {
+			return false, fmt.Errorf("nested deeper than %d levels, the limit for one document", MaxDocumentDepth)
+		}
+		s.stack = append(s.stack, c)
+		s.opened = true
+	case '}', ']':
+		open := s.stack[len(s.stack)-1]
+		if open == '{' && c != '}' || open == '[' && c != ']' {
+			return false, fmt.Errorf("invalid JSON: %s does not close %s", quoteByte(c), quoteByte(open))
+		}
+		s.stack = s.stack[:len(s.stack)-1]
+		if len(s.stack) == 0 {
+			return true, nil
+		}
+	case ',':
+		s.values++
+	}
+	if s.values > MaxDocumentValues {
+		return false, fmt.Errorf("more than %d values, the limit for one document", MaxDocumentValues)
+	}
+	return false, nil
 }
 
 // decodeJSON decodes document d.doc, raw, which starts at start.
@@ -555,56 +606,9 @@ func positionIn(raw []byte, start position, off int64) position {
 // offset in raw to a place in the input, or is nil when raw was converted
 // from YAML.
 func decodeDocument(n int, raw []byte, pos func(int64) position) (messages.Object, *DecodeError) {
-	docErr := func(kind messages.Kind, err error) *DecodeError {
-		return &DecodeError{Document: n, Kind: kind, Offset: -1, Err: err}
-	}
-	var probe struct {
-		APIVersion any `json:"apiVersion"`
-		Kind       any `json:"kind"`
-	}
-	err := json.Unmarshal(raw, &probe)
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		// The value's brackets balance but its content is not JSON.
-		e := docErr("", fmt.Errorf("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: ")))
-		e.Fatal = true
-		if pos != nil {
-			p := pos(se.Offset - 1)
-			e.Line, e.Column, e.Offset = p.line, p.column, p.offset
-		}
-		return nil, e
-	}
-	if raw[0] != '{' {
-		return nil, docErr("", fmt.Errorf("want an object with apiVersion and kind, got %s", jsonType(raw)))
-	}
-	if err != nil {
-		return nil, docErr("", errors.New(strings.TrimPrefix(err.Error(), "json: ")))
-	}
-	switch v := probe.APIVersion.(type) {
-	case nil:
-		return nil, docErr("", fmt.Errorf("apiVersion: required (want %s)", messages.APIVersion))
-	case string:
-		if v != messages.APIVersion && v != CertManagerAPIVersion {
-			return nil, docErr("", fmt.Errorf("apiVersion: %s is not supported (want %s)", quote(v), messages.APIVersion))
-		}
-	default:
-		return nil, docErr("", fmt.Errorf("apiVersion: must be a string (want %s)", messages.APIVersion))
-	}
-	var kindName string
-	switch v := probe.Kind.(type) {
-	case nil:
-		return nil, docErr("", errors.New("kind: required (want Issuer, ClusterIssuer or Certificate)"))
-	case string:
-		kindName = v
-	default:
-		return nil, docErr("", errors.New("kind: must be a string (want Issuer, ClusterIssuer or Certificate)"))
-	}
-	kind, err := messages.ParseKind(kindName)
-	switch {
-	case err != nil || kind == messages.KindSecret:
-		return nil, docErr("", fmt.Errorf("kind: %s is not supported (want Issuer, ClusterIssuer or Certificate)", quote(kindName)))
-	case kind == messages.KindCertificateRequest || kind == messages.KindOrder || kind == messages.KindChallenge:
-		return nil, docErr("", fmt.Errorf("kind: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)", kind))
+	kind, derr := documentKind(n, raw, pos)
+	if derr != nil {
+		return nil, derr
 	}
 	var obj messages.Object
 	var tm *messages.TypeMeta
@@ -621,7 +625,7 @@ func decodeDocument(n int, raw []byte, pos func(int64) position) (messages.Objec
 		if w.dupAt >= 0 || w.fatal {
 			// Like YAML's, a key given twice is a problem of the text,
 			// located by line when the text is at hand.
-			e := docErr("", err)
+			e := documentError(n, "", err)
 			e.Fatal = w.fatal
 			if pos != nil && w.dupAt >= 0 {
 				p := pos(w.dupAt)
@@ -629,19 +633,96 @@ func decodeDocument(n int, raw []byte, pos func(int64) position) (messages.Objec
 			}
 			return nil, e
 		}
-		return nil, docErr(kind, err)
+		return nil, documentError(n, kind, err)
 	}
 	// Every key names a field exactly (checked above), so plain Unmarshal
 	// decodes what the check saw.
 	if err := json.Unmarshal(raw, obj); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" && te.Type != nil {
-			return nil, docErr(kind, fmt.Errorf("%s: got a JSON %s, want %s", te.Field, te.Value, describeType(te.Type)))
+			return nil, documentError(n, kind, fmt.Errorf("%s: got a JSON %s, want %s", te.Field, te.Value, describeType(te.Type)))
 		}
-		return nil, docErr(kind, errors.New(strings.TrimPrefix(err.Error(), "json: ")))
+		return nil, documentError(n, kind, errors.New(strings.TrimPrefix(err.Error(), "json: ")))
 	}
 	tm.APIVersion, tm.Kind = messages.APIVersion, kind
 	return obj, nil
+}
+
+// documentError is a problem with document n, of kind when known, that no
+// position in the input locates.
+func documentError(n int, kind messages.Kind, err error) *DecodeError {
+	return &DecodeError{Document: n, Kind: kind, Offset: -1, Err: err}
+}
+
+// documentKind checks that document n (JSON, see decodeDocument) is an
+// object with a supported apiVersion and a kind one can apply, and returns
+// the kind.
+func documentKind(n int, raw []byte, pos func(int64) position) (messages.Kind, *DecodeError) {
+	var probe struct {
+		APIVersion any `json:"apiVersion"`
+		Kind       any `json:"kind"`
+	}
+	err := json.Unmarshal(raw, &probe)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		// The value's brackets balance but its content is not JSON.
+		e := documentError(n, "", fmt.Errorf("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: ")))
+		e.Fatal = true
+		if pos != nil {
+			p := pos(se.Offset - 1)
+			e.Line, e.Column, e.Offset = p.line, p.column, p.offset
+		}
+		return "", e
+	}
+	if raw[0] != '{' {
+		return "", documentError(n, "", fmt.Errorf("want an object with apiVersion and kind, got %s", jsonType(raw)))
+	}
+	if err != nil {
+		return "", documentError(n, "", errors.New(strings.TrimPrefix(err.Error(), "json: ")))
+	}
+	if err := checkAPIVersion(probe.APIVersion); err != nil {
+		return "", documentError(n, "", err)
+	}
+	kind, err := applicableKind(probe.Kind)
+	if err != nil {
+		return "", documentError(n, "", err)
+	}
+	return kind, nil
+}
+
+// checkAPIVersion checks a document's apiVersion, v as JSON decodes it.
+func checkAPIVersion(v any) error {
+	switch v := v.(type) {
+	case nil:
+		return fmt.Errorf("apiVersion: required (want %s)", messages.APIVersion)
+	case string:
+		if v != messages.APIVersion && v != CertManagerAPIVersion {
+			return fmt.Errorf("apiVersion: %s is not supported (want %s)", quote(v), messages.APIVersion)
+		}
+		return nil
+	default:
+		return fmt.Errorf("apiVersion: must be a string (want %s)", messages.APIVersion)
+	}
+}
+
+// applicableKind parses a document's kind, v as JSON decodes it: Issuer,
+// ClusterIssuer or Certificate.
+func applicableKind(v any) (messages.Kind, error) {
+	kindName, ok := v.(string)
+	switch {
+	case v == nil:
+		return "", errors.New("kind: required (want Issuer, ClusterIssuer or Certificate)")
+	case !ok:
+		return "", errors.New("kind: must be a string (want Issuer, ClusterIssuer or Certificate)")
+	}
+	kind, err := messages.ParseKind(kindName)
+	switch {
+	case err != nil || kind == messages.KindSecret:
+		return "", fmt.Errorf("kind: %s is not supported (want Issuer, ClusterIssuer or Certificate)", quote(kindName))
+	case kind == messages.KindCertificateRequest || kind == messages.KindOrder || kind == messages.KindChallenge:
+		return "", fmt.Errorf("kind: %s cannot be applied: orders, challenges and certificaterequests are created by workers (want Issuer, ClusterIssuer or Certificate)", kind)
+	}
+	return kind, nil
 }
 
 func jsonType(b []byte) string {

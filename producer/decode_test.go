@@ -247,7 +247,7 @@ func TestDecoderContinuesAfterADocumentError(t *testing.T) {
 	var got []string
 	for {
 		obj, err := d.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -260,7 +260,7 @@ func TestDecoderContinuesAfterADocumentError(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if _, err := d.Next(); err != io.EOF {
+	if _, err := d.Next(); !errors.Is(err, io.EOF) {
 		t.Errorf("Next after the end: %v, want io.EOF", err)
 	}
 }
@@ -281,7 +281,7 @@ func TestDecoderStopsAtBrokenInput(t *testing.T) {
 		t.Errorf("Next:\n got: %s\nwant: %s", err, want)
 	}
 	for range 3 {
-		if _, err := d.Next(); err != io.EOF {
+		if _, err := d.Next(); !errors.Is(err, io.EOF) {
 			t.Fatalf("Next after a fatal error: %v, want io.EOF", err)
 		}
 	}
@@ -343,10 +343,10 @@ func TestDecodeEmptyInput(t *testing.T) {
 			t.Errorf("Decode(%q): %d objects, %v; want ErrNoObjects", in, len(objs), err)
 		}
 		d := NewDecoder(strings.NewReader(in))
-		if _, err := d.Next(); err != ErrNoObjects {
+		if _, err := d.Next(); !errors.Is(err, ErrNoObjects) {
 			t.Errorf("Next(%q): %v, want ErrNoObjects", in, err)
 		}
-		if _, err := d.Next(); err != io.EOF {
+		if _, err := d.Next(); !errors.Is(err, io.EOF) {
 			t.Errorf("Next(%q) again: %v, want io.EOF", in, err)
 		}
 	}
@@ -396,7 +396,7 @@ func TestDecodeAlwaysEnds(t *testing.T) {
 		input: func(*testing.T) io.Reader {
 			return io.MultiReader(strings.NewReader(iss+"\n"+iss+"\n"), failingReader{})
 		},
-		want: fmt.Sprintf(`document 3, line 3, column 1: cannot read the input: disk on fire`),
+		want: `document 3, line 3, column 1: cannot read the input: disk on fire`,
 		objs: 2,
 	}, {
 		name: "a read error inside a YAML document",
@@ -425,7 +425,7 @@ func TestDecodeAlwaysEnds(t *testing.T) {
 					t.Fatalf("Next called %d times without io.EOF; errors: %v", calls, errs)
 				}
 				obj, err := d.Next()
-				if err == io.EOF {
+				if errors.Is(err, io.EOF) {
 					break
 				}
 				if err != nil {
@@ -600,7 +600,7 @@ func TestDecodeStreamsLargeFiles(t *testing.T) {
 			count := 0
 			for {
 				obj, err := d.Next()
-				if err == io.EOF {
+				if errors.Is(err, io.EOF) {
 					break
 				}
 				if err != nil {
@@ -661,7 +661,7 @@ func BenchmarkDecode(b *testing.B) {
 			for b.Loop() {
 				d := NewDecoder(strings.NewReader(input))
 				for {
-					if _, err := d.Next(); err == io.EOF {
+					if _, err := d.Next(); errors.Is(err, io.EOF) {
 						break
 					} else if err != nil {
 						b.Fatal(err)

@@ -3,6 +3,7 @@ package producer
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -38,10 +39,10 @@ func (d *Decoder) nextYAML() (messages.Object, error) {
 			d.peak = max(d.peak, len(d.buf))
 			d.advanceFragment(frag)
 			lineStart = err == nil
-			if err == bufio.ErrBufferFull {
+			if errors.Is(err, bufio.ErrBufferFull) {
 				continue // the same line goes on
 			}
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				d.yamlEOF = true
 				break
 			}

@@ -36,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("Next called %d times on %d bytes without io.EOF", calls, len(data))
 			}
 			obj, err := d.Next()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if d.peak > MaxDocumentSize {
@@ -78,7 +78,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("Next returned %T", obj)
 			}
 		}
-		if _, err := d.Next(); err != io.EOF {
+		if _, err := d.Next(); !errors.Is(err, io.EOF) {
 			t.Fatalf("Next after io.EOF: %v", err)
 		}
 	})

@@ -375,26 +375,7 @@ func checkName(name string, minLabels int) (wildcard bool, reason string) {
 	}
 	labels := strings.Split(rest, ".")
 	for _, l := range labels {
-		switch {
-		case l == "":
-			return wildcard, "empty label"
-		case strings.Contains(l, "*"):
-			return wildcard, `a wildcard is only allowed as the whole first label ("*.")`
-		case len(l) > MaxLabelLength:
-			return wildcard, fmt.Sprintf("label %s is %d characters long, at most %d are allowed", quote(l), len(l), MaxLabelLength)
-		}
-		for _, r := range l {
-			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-				return wildcard, fmt.Sprintf("label %s contains %q (allowed: a-z, 0-9 and '-')", quote(l), r)
-			}
-		}
-		if l[0] == '-' {
-			return wildcard, fmt.Sprintf("label %s starts with '-'", quote(l))
-		}
-		if l[len(l)-1] == '-' {
-			return wildcard, fmt.Sprintf("label %s ends with '-'", quote(l))
-		}
-		if why := idnaProblem(l); why != "" {
+		if why := labelProblem(l); why != "" {
 			return wildcard, why
 		}
 	}
@@ -405,6 +386,31 @@ func checkName(name string, minLabels int) (wildcard bool, reason string) {
 		return wildcard, fmt.Sprintf("the last label %s is all numeric", quote(tld))
 	}
 	return wildcard, ""
+}
+
+// labelProblem says what is wrong with label l of a DNS name (after its
+// wildcard), or "".
+func labelProblem(l string) string {
+	switch {
+	case l == "":
+		return "empty label"
+	case strings.Contains(l, "*"):
+		return `a wildcard is only allowed as the whole first label ("*.")`
+	case len(l) > MaxLabelLength:
+		return fmt.Sprintf("label %s is %d characters long, at most %d are allowed", quote(l), len(l), MaxLabelLength)
+	}
+	for _, r := range l {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return fmt.Sprintf("label %s contains %q (allowed: a-z, 0-9 and '-')", quote(l), r)
+		}
+	}
+	if l[0] == '-' {
+		return fmt.Sprintf("label %s starts with '-'", quote(l))
+	}
+	if l[len(l)-1] == '-' {
+		return fmt.Sprintf("label %s ends with '-'", quote(l))
+	}
+	return idnaProblem(l)
 }
 
 // idnaProblem checks a lower-case LDH label against IDNA: "xn--" labels
@@ -565,7 +571,7 @@ func validateCABundle(bundle string) error {
 		}
 		certs++
 		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			return fmt.Errorf("spec.acme.caBundle: certificate %d: %v", certs, err)
+			return fmt.Errorf("spec.acme.caBundle: certificate %d: %w", certs, err)
 		}
 	}
 	if certs == 0 {

@@ -125,12 +125,21 @@ func BenchmarkSchedule(b *testing.B) {
 							t0 := time.Now()
 							gs, err := s.Grant(ctx, 1)
 							lat = append(lat, time.Since(t0))
-							if err != nil || len(gs) != 1 {
-								setErr(fmt.Errorf("Grant(1) = %v, %v", gs, err))
+							if err != nil {
+								setErr(fmt.Errorf("Grant(1): %w", err))
 								return
 							}
-							if ok, err := s.Release(ctx, gs[0].ID); err != nil || !ok {
-								setErr(fmt.Errorf("Release(%s) = %v, %v", gs[0].ID, ok, err))
+							if len(gs) != 1 {
+								setErr(fmt.Errorf("Grant(1) = %v, want 1 grant", gs))
+								return
+							}
+							ok, err := s.Release(ctx, gs[0].ID)
+							if err != nil {
+								setErr(fmt.Errorf("Release(%s): %w", gs[0].ID, err))
+								return
+							}
+							if !ok {
+								setErr(fmt.Errorf("Release(%s) = false, want true", gs[0].ID))
 								return
 							}
 							if pending++; pending == refillBatch {

@@ -94,8 +94,12 @@ func TestFairnessUnderLoad(t *testing.T) {
 				for i := range small {
 					small[i] = item("small", fmt.Sprintf("c%02d", i), "HTTP-01", fmt.Sprintf("s%02d.example.com", i), smallAt.UnixMilli()+int64(i))
 				}
-				if n, err := s.Enqueue(ctx, small...); err != nil || n != smallN {
-					return fmt.Errorf("Enqueue(small) = %d, %v", n, err)
+				n, err := s.Enqueue(ctx, small...)
+				if err != nil {
+					return fmt.Errorf("Enqueue(small): %w", err)
+				}
+				if n != smallN {
+					return fmt.Errorf("Enqueue(small) = %d, want %d", n, smallN)
 				}
 				return nil
 			}
@@ -173,8 +177,13 @@ func TestFairnessUnderLoad(t *testing.T) {
 						for _, i := range order {
 							time.Sleep(time.Until(held.Add(holds[i])))
 							inflight.Add(-1)
-							if ok, err := ws.Release(ctx, gs[i].ID); err != nil || !ok {
-								errs <- fmt.Errorf("Release(%s) = %v, %v", gs[i].ID, ok, err)
+							ok, err := ws.Release(ctx, gs[i].ID)
+							if err != nil {
+								errs <- fmt.Errorf("Release(%s): %w", gs[i].ID, err)
+								return
+							}
+							if !ok {
+								errs <- fmt.Errorf("Release(%s) = false, want true", gs[i].ID)
 								return
 							}
 						}

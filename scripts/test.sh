@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs acmeq's checks and tests against real NATS, redis-server and Pebble
-# started by the tests on loopback. Installs what Go cannot fetch first.
+# Runs acmeq's checks (gofmt, go vet, golangci-lint) and its tests against
+# real NATS, redis-server and Pebble started by the tests on loopback.
+# Installs what Go cannot fetch first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -14,6 +15,9 @@ fi
 # and acmeq bench (-tags dev).
 go vet ./...
 go vet -tags dev ./...
+# golangci-lint (.golangci.yml): errors wrapped and matched, functions
+# short enough to read, no unused code, bodies closed.
+scripts/lint.sh
 # The race detector on everything: the worker, scheduler and end-to-end
 # packages are the concurrent ones, and the rest is cheap. The end-to-end
 # package (./tests: worker processes SIGKILLed, Redis paused, a 3-node

@@ -208,8 +208,12 @@ func TestChallengeDeadline(t *testing.T) {
 		// The failed challenge is removed once its order is final; what it
 		// went through stays in its events.
 		stacktest.Eventually(t, 10*time.Second, func() error {
-			if ok, err := env.Store.Exists(ctx, messages.KindChallenge, dev.Namespace, name); err != nil || ok {
-				return fmt.Errorf("challenge %s still stored (%v) after its order failed", name, err)
+			ok, err := env.Store.Exists(ctx, messages.KindChallenge, dev.Namespace, name)
+			if err != nil {
+				return fmt.Errorf("challenge %s: %w", name, err)
+			}
+			if ok {
+				return fmt.Errorf("challenge %s still stored after its order failed", name)
 			}
 			return nil
 		})

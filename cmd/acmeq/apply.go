@@ -156,6 +156,31 @@ type applied struct {
 	objs   int // decoded resources
 }
 
+// record counts one apply's result, and prints its line when perLine.
+func (res *applied) record(obj messages.Object, r producer.Result, err error, stdout io.Writer, perLine bool, prog *progress) {
+	m := obj.GetMeta()
+	ref := fmt.Sprintf("%s/%s/%s", strings.ToLower(string(obj.GetKind())), m.Namespace, m.Name)
+	if messages.IsClusterScoped(obj.GetKind()) {
+		// No namespace: one given is ignored, as Kubernetes does.
+		ref = strings.ToLower(string(obj.GetKind())) + "/" + m.Name
+	}
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	if err != nil {
+		res.errs = append(res.errs, fmt.Errorf("%s: %w", ref, err))
+		prog.update(res.counts, len(res.errs))
+		return
+	}
+	res.counts[r]++
+	if obj.GetKind() == messages.KindCertificate {
+		res.certs = append(res.certs, [2]string{m.Namespace, m.Name})
+	}
+	if perLine {
+		fmt.Fprintf(stdout, "%s %s\n", ref, r)
+	}
+	prog.update(res.counts, len(res.errs))
+}
+
 func runApply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, o applyOptions) error {
 	inputs, err := applyInputs(o.files, o.recursive)
 	if err != nil {
@@ -190,27 +215,7 @@ func runApply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, o 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			r, err := p.Apply(ctx, obj)
-			m := obj.GetMeta()
-			ref := fmt.Sprintf("%s/%s/%s", strings.ToLower(string(obj.GetKind())), m.Namespace, m.Name)
-			if messages.IsClusterScoped(obj.GetKind()) {
-				// No namespace: one given is ignored, as Kubernetes does.
-				ref = strings.ToLower(string(obj.GetKind())) + "/" + m.Name
-			}
-			res.mu.Lock()
-			defer res.mu.Unlock()
-			if err != nil {
-				res.errs = append(res.errs, fmt.Errorf("%s: %w", ref, err))
-				prog.update(res.counts, len(res.errs))
-				return
-			}
-			res.counts[r]++
-			if obj.GetKind() == messages.KindCertificate {
-				res.certs = append(res.certs, [2]string{m.Namespace, m.Name})
-			}
-			if perLine {
-				fmt.Fprintf(stdout, "%s %s\n", ref, r)
-			}
-			prog.update(res.counts, len(res.errs))
+			res.record(obj, r, err, stdout, perLine, prog)
 		}()
 		return nil
 	}

@@ -81,34 +81,7 @@ func newDeleteCmd() *cobra.Command {
 			if o.wait < 0 {
 				return usagef(cmd, "--wait must not be negative")
 			}
-			c, err := readConnEnv()
-			if err != nil {
-				return err
-			}
-			ctx, out, errOut := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
-			nc, js, st, err := openReadStore(ctx, c, "acmeq-delete")
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			switch kind {
-			case messages.KindCertificate:
-				if o.revoke {
-					p := producer.New(st, bus.New(js, "acmeq-cli"))
-					if _, err := revokeAndWait(ctx, p, st, o.namespace, name, o.reason, max(o.wait, revokeWaitDefault)); err != nil {
-						if errors.Is(err, store.ErrNotFound) {
-							return notFound(errOut, messages.KindCertificate, name, err)
-						}
-						return fmt.Errorf("not deleted: %w", err)
-					}
-				}
-				return deleteCertificate(ctx, out, errOut, st, js, o.namespace, name, o.wait)
-			case messages.KindIssuer:
-				return deleteIssuer(ctx, out, errOut, st, o.namespace, name, o.force, o.deleteAccountKey)
-			case messages.KindClusterIssuer:
-				return deleteClusterIssuer(ctx, out, errOut, st, name, o.force, o.deleteAccountKey)
-			}
-			return deleteOrder(ctx, out, errOut, st, bus.New(js, "acmeq-cli"), o.namespace, name, o.wait)
+			return runDelete(cmd, kind, name, o)
 		},
 	}
 	fs := cmd.Flags()
@@ -119,6 +92,39 @@ func newDeleteCmd() *cobra.Command {
 	fs.BoolVar(&o.revoke, "revoke", false, "delete certificate: first revoke its current certificate at the CA")
 	fs.StringVar(&o.reason, "reason", "cessationOfOperation", "delete certificate --revoke: the RFC 5280 revocation reason")
 	return cmd
+}
+
+// runDelete deletes a resource of kind (checked by the command) as the
+// command's help says.
+func runDelete(cmd *cobra.Command, kind messages.Kind, name string, o deleteOptions) error {
+	c, err := readConnEnv()
+	if err != nil {
+		return err
+	}
+	ctx, out, errOut := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	nc, js, st, err := openReadStore(ctx, c, "acmeq-delete")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	switch kind {
+	case messages.KindCertificate:
+		if o.revoke {
+			p := producer.New(st, bus.New(js, "acmeq-cli"))
+			if _, err := revokeAndWait(ctx, p, st, o.namespace, name, o.reason, max(o.wait, revokeWaitDefault)); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					return notFound(errOut, messages.KindCertificate, name, err)
+				}
+				return fmt.Errorf("not deleted: %w", err)
+			}
+		}
+		return deleteCertificate(ctx, out, errOut, st, js, o.namespace, name, o.wait)
+	case messages.KindIssuer:
+		return deleteIssuer(ctx, out, errOut, st, o.namespace, name, o.force, o.deleteAccountKey)
+	case messages.KindClusterIssuer:
+		return deleteClusterIssuer(ctx, out, errOut, st, name, o.force, o.deleteAccountKey)
+	}
+	return deleteOrder(ctx, out, errOut, st, bus.New(js, "acmeq-cli"), o.namespace, name, o.wait)
 }
 
 // deleteOrder retries an order as cert-manager users do, by deleting it.
@@ -151,19 +157,7 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 		}
 		defer func() { _ = w.Stop() }()
 	}
-	chs, err := st.List(ctx, messages.KindChallenge, ns)
-	if err != nil {
-		return err
-	}
-	for _, ch := range chs {
-		m := ch.GetMeta()
-		if o := m.OwnerReference; o != nil && o.Kind == messages.KindOrder && o.Name == name {
-			if err := st.Delete(ctx, messages.KindChallenge, ns, m.Name); err != nil {
-				return err
-			}
-		}
-	}
-	if err := st.Delete(ctx, messages.KindOrder, ns, name); err != nil {
+	if err := deleteOrderAndChallenges(ctx, st, ns, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "order.acme.cert-manager.io %q deleted\n", name)
@@ -174,7 +168,7 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 		return nil
 	}
 	cr := &messages.CertificateRequest{}
-	err = st.Get(ctx, ns, owner.Name, cr)
+	err := st.Get(ctx, ns, owner.Name, cr)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		fmt.Fprintf(out, "CertificateRequest %q no longer exists: no new Order will be created\n", owner.Name)
@@ -200,6 +194,31 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 	if w == nil {
 		return nil
 	}
+	return awaitNewOrder(ctx, errOut, w, b, ns, name, owner.Name, wait)
+}
+
+// deleteOrderAndChallenges deletes Order ns/name and the Challenges it
+// owns, Challenges first.
+func deleteOrderAndChallenges(ctx context.Context, st *store.Store, ns, name string) error {
+	chs, err := st.List(ctx, messages.KindChallenge, ns)
+	if err != nil {
+		return err
+	}
+	for _, ch := range chs {
+		m := ch.GetMeta()
+		if o := m.OwnerReference; o != nil && o.Kind == messages.KindOrder && o.Name == name {
+			if err := st.Delete(ctx, messages.KindChallenge, ns, m.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return st.Delete(ctx, messages.KindOrder, ns, name)
+}
+
+// awaitNewOrder waits up to wait, on w, for the Order ns/name that
+// CertificateRequest crName creates again, and publishes a retry of the
+// new Order at its revision.
+func awaitNewOrder(ctx context.Context, errOut io.Writer, w jetstream.KeyWatcher, b *bus.Bus, ns, name, crName string, wait time.Duration) error {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
@@ -207,7 +226,7 @@ func deleteOrder(ctx context.Context, out, errOut io.Writer, st *store.Store, b 
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-			fmt.Fprintf(errOut, "acmeq: the new Order %q has not appeared within %s; a worker creates it when it handles CertificateRequest %q\n", name, wait, owner.Name)
+			fmt.Fprintf(errOut, "acmeq: the new Order %q has not appeared within %s; a worker creates it when it handles CertificateRequest %q\n", name, wait, crName)
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {

@@ -95,15 +95,7 @@ func runDev(ctx context.Context, stdout, stderr io.Writer, o devOptions) error {
 	fmt.Fprintf(stderr, "acmeq dev: issuer %q is Ready at %s\n", dev.IssuerName, env.Stack.Pebble.DirectoryURL)
 
 	if o.n == 0 {
-		fmt.Fprintf(stdout, "# acmeq dev is running. In another terminal:\n")
-		fmt.Fprintf(stdout, "export ACMEQ_NATS_URL=%s\n", env.Stack.NATS.URL)
-		fmt.Fprintf(stdout, "export ACMEQ_REDIS_URL=%s\n", env.Stack.Redis.URL())
-		fmt.Fprintf(stdout, "export ACMEQ_SECRET_KEY=%s\n", env.SecretKey)
-		fmt.Fprintf(stdout, "# then: acmeq request --issuer %s --name my-cert --dns my.example.test\n", dev.IssuerName)
-		if o.dns01 {
-			fmt.Fprintf(stdout, "#   or: acmeq request --issuer %s --name my-wildcard --dns '*.my.%s' --dns my.%s\n", dev.DNS01IssuerName, dev.DNS01Zone, dev.DNS01Zone)
-		}
-		fmt.Fprintf(stdout, "# Ctrl-C stops everything.\n")
+		printDevEnv(stdout, env, o.dns01)
 		<-ctx.Done()
 		return nil
 	}
@@ -154,4 +146,17 @@ func runDev(ctx context.Context, stdout, stderr io.Writer, o devOptions) error {
 		return exitError{code: 1, msg: fmt.Sprintf("%d of %d certificates were not issued", failed, len(names))}
 	}
 	return nil
+}
+
+// printDevEnv prints, as shell, how to use env from another terminal.
+func printDevEnv(stdout io.Writer, env *dev.Env, dns01 bool) {
+	fmt.Fprintf(stdout, "# acmeq dev is running. In another terminal:\n")
+	fmt.Fprintf(stdout, "export ACMEQ_NATS_URL=%s\n", env.Stack.NATS.URL)
+	fmt.Fprintf(stdout, "export ACMEQ_REDIS_URL=%s\n", env.Stack.Redis.URL())
+	fmt.Fprintf(stdout, "export ACMEQ_SECRET_KEY=%s\n", env.SecretKey)
+	fmt.Fprintf(stdout, "# then: acmeq request --issuer %s --name my-cert --dns my.example.test\n", dev.IssuerName)
+	if dns01 {
+		fmt.Fprintf(stdout, "#   or: acmeq request --issuer %s --name my-wildcard --dns '*.my.%s' --dns my.%s\n", dev.DNS01IssuerName, dev.DNS01Zone, dev.DNS01Zone)
+	}
+	fmt.Fprintf(stdout, "# Ctrl-C stops everything.\n")
 }

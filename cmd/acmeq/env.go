@@ -166,6 +166,13 @@ func (e workerEnv) validate(v *validation) {
 	if e.SelfCheckInterval > 0 && e.LeaseTTL > 0 && e.SelfCheckInterval >= e.LeaseTTL {
 		v.add("ACMEQ_LEASE_TTL", "(%s) must exceed ACMEQ_SELF_CHECK_INTERVAL (%s): a challenge waiting for its next self-check is not renewed", e.LeaseTTL, e.SelfCheckInterval)
 	}
+	e.validateSelfCheck(v)
+	v.listenAddr("ACMEQ_LISTEN", e.ListenAddr)
+	v.logging(e.LogFormat, e.LogLevel)
+}
+
+// validateSelfCheck checks where the HTTP-01 and DNS-01 self-checks ask.
+func (e workerEnv) validateSelfCheck(v *validation) {
 	if e.HTTP01Port < 1 || e.HTTP01Port > 65535 {
 		v.add("ACMEQ_HTTP01_SELF_CHECK_PORT", "must be a port number from 1 to 65535, got %d", e.HTTP01Port)
 	}
@@ -183,8 +190,6 @@ func (e workerEnv) validate(v *validation) {
 	if e.DNS01RecursiveOnly && len(e.DNS01Recursive) == 0 {
 		v.add("ACMEQ_DNS01_RECURSIVE_NAMESERVERS_ONLY", "needs ACMEQ_DNS01_RECURSIVE_NAMESERVERS: asking only the recursive nameservers of /etc/resolv.conf is rarely meant")
 	}
-	v.listenAddr("ACMEQ_LISTEN", e.ListenAddr)
-	v.logging(e.LogFormat, e.LogLevel)
 }
 
 // validPortString reports whether s is a port number from 1 to 65535.
@@ -423,7 +428,7 @@ func isHostName(s string) bool {
 			return false
 		}
 		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' {
 				return false
 			}
 		}

@@ -256,39 +256,12 @@ func watchResources(ctx context.Context, out, errOut io.Writer, st *store.Store,
 		return fmt.Errorf("get -w: watch %s: %w", o.kind, err)
 	}
 	defer func() { _ = w.Stop() }()
-	wide := o.output.Format == view.FormatWide
+	p := &watchPrinter{out: out, o: o, now: now}
 	var (
-		al       view.Aligner
-		header   bool
-		printed  int
 		caughtUp bool
 		initial  []messages.Object
 	)
 	last := map[string]messages.Object{}
-	emit := func(objs []messages.Object) error {
-		if o.output.Structured() {
-			for _, obj := range objs {
-				if o.output.Format == view.FormatYAML && printed > 0 {
-					fmt.Fprintln(out, "---")
-				}
-				if err := o.output.Write(out, obj); err != nil {
-					return err
-				}
-				printed++
-			}
-			return nil
-		}
-		var rows [][]string
-		if !header {
-			rows = append(rows, view.Header(o.kind, wide, o.allNamespaces))
-			header = true
-		}
-		for _, obj := range objs {
-			rows = append(rows, view.Row(obj, wide, o.allNamespaces, now()))
-		}
-		_, err := io.WriteString(out, al.Format(rows))
-		return err
-	}
 	for {
 		var e jetstream.KeyValueEntry
 		select {
@@ -310,7 +283,7 @@ func watchResources(ctx context.Context, out, errOut io.Writer, st *store.Store,
 				noResources(errOut, o.namespace, o.allNamespaces)
 				continue
 			}
-			if err := emit(initial); err != nil {
+			if err := p.emit(initial); err != nil {
 				return err
 			}
 			continue
@@ -336,10 +309,50 @@ func watchResources(ctx context.Context, out, errOut io.Writer, st *store.Store,
 			}
 			continue
 		}
-		if err := emit([]messages.Object{obj}); err != nil {
+		if err := p.emit([]messages.Object{obj}); err != nil {
 			return err
 		}
 	}
+}
+
+// watchPrinter prints what get -w sees: each object in the structured
+// output format asked for, else table rows aligned as they come, under one
+// header.
+type watchPrinter struct {
+	out     io.Writer
+	o       getOptions
+	now     func() time.Time
+	al      view.Aligner
+	header  bool
+	printed int
+}
+
+// emit prints objs.
+func (p *watchPrinter) emit(objs []messages.Object) error {
+	o := p.o
+	if o.output.Structured() {
+		for _, obj := range objs {
+			if o.output.Format == view.FormatYAML && p.printed > 0 {
+				fmt.Fprintln(p.out, "---")
+			}
+			if err := o.output.Write(p.out, obj); err != nil {
+				return err
+			}
+			p.printed++
+		}
+		return nil
+	}
+	wide := o.output.Format == view.FormatWide
+	var rows [][]string
+	if !p.header {
+		rows = append(rows, view.Header(o.kind, wide, o.allNamespaces))
+		p.header = true
+	}
+	for _, obj := range objs {
+		rows = append(rows, view.Row(obj, wide, o.allNamespaces, p.now()))
+	}
+	_, err := io.WriteString(p.out, p.al.Format(rows))
+	return err
 }
 
 func decodeEntry(kind messages.Kind, e jetstream.KeyValueEntry) (messages.Object, error) {

@@ -16,7 +16,6 @@ type progress struct {
 	tty   bool
 	start time.Time
 	last  time.Time
-	n     int
 }
 
 // newProgress writes to w, redrawing in place when w is a terminal.

@@ -62,10 +62,7 @@ func acmeqRun(ctx context.Context, t *tools, cfg acmeqConfig) (res Result) {
 	}
 	defer watch.stop()
 
-	names := make([]string, cfg.n)
-	for i := range cfg.n {
-		names[i] = CertName(i)
-	}
+	names := certNames(cfg.n)
 	rctx, stop := runContext(ctx, f.ca.pebble, cfg.timeout, watch.count)
 	defer stop()
 	clientPIDs, caPIDs := f.clientPIDs(), f.ca.pids()
@@ -78,32 +75,8 @@ func acmeqRun(ctx context.Context, t *tools, cfg acmeqConfig) (res Result) {
 	client0, ca0 := snapshotCPU(clientPIDs), snapshotCPU(caPIDs)
 	start, bench0 := time.Now(), processCPU()
 
-	var got map[string]outcome
-	if cfg.mode == ModeLatency {
-		got, err = f.oneByOne(rctx, watch, names, &res)
-	} else {
-		got, err = f.allAtOnce(rctx, watch, names, &res)
-	}
-	// The last Ready.
-	for _, o := range got {
-		if d := o.at.Sub(start); d > res.Wall {
-			res.Wall = d
-		}
-	}
-	if len(got) < len(names) {
-		res.Wall = time.Since(start)
-	}
-	for _, n := range names {
-		o, ok := got[n]
-		switch {
-		case !ok:
-		case o.ready:
-			res.Issued++
-		default:
-			res.Failed++
-			res.addError(n + ": " + o.message)
-		}
-	}
+	got, err := f.publish(rctx, cfg.mode, watch, names, &res)
+	res.tally(start, names, got)
 	res.Load = loadAverage()
 	switch {
 	case ctx.Err() != nil:
@@ -145,6 +118,48 @@ func acmeqRun(ctx context.Context, t *tools, cfg acmeqConfig) (res Result) {
 		res.Err = err
 	}
 	return res
+}
+
+// certNames are the names of the first n certificates.
+func certNames(n int) []string {
+	names := make([]string, n)
+	for i := range n {
+		names[i] = CertName(i)
+	}
+	return names
+}
+
+// publish requests names as a run of mode does: one at a time for a
+// latency run (oneByOne), else all at once (allAtOnce).
+func (f *fleet) publish(ctx context.Context, mode string, watch *readyWatch, names []string, res *Result) (map[string]outcome, error) {
+	if mode == ModeLatency {
+		return f.oneByOne(ctx, watch, names, res)
+	}
+	return f.allAtOnce(ctx, watch, names, res)
+}
+
+// tally counts the outcomes got of names, and the wall time from start to
+// the last Ready (to now when outcomes are missing).
+func (r *Result) tally(start time.Time, names []string, got map[string]outcome) {
+	for _, o := range got {
+		if d := o.at.Sub(start); d > r.Wall {
+			r.Wall = d
+		}
+	}
+	if len(got) < len(names) {
+		r.Wall = time.Since(start)
+	}
+	for _, n := range names {
+		o, ok := got[n]
+		switch {
+		case !ok:
+		case o.ready:
+			r.Issued++
+		default:
+			r.Failed++
+			r.addError(n + ": " + o.message)
+		}
+	}
 }
 
 // allAtOnce publishes every request (publishers at a time) and waits for

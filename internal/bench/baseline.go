@@ -58,20 +58,12 @@ func baseline(ctx context.Context, t *tools, cfg baselineConfig) (res Result) {
 	}
 	defer os.RemoveAll(dir)
 	var tokens sync.Map // token -> key authorization
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ca, closeCA, err := startBaselineCA(t, dir, &tokens, cfg.nonceReject)
 	if err != nil {
-		res.Err = fmt.Errorf("bench: baseline: listen for HTTP-01: %w", err)
+		res.Err = err
 		return res
 	}
-	srv := &http.Server{Handler: http01Handler(&tokens), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	ca, err := startCA(t, dir, ln.Addr().(*net.TCPAddr).Port, cfg.nonceReject)
-	if err != nil {
-		res.Err = fmt.Errorf("bench: baseline: %w", err)
-		return res
-	}
-	defer ca.close()
+	defer closeCA()
 
 	cl, hc, err := newAccount(ctx, ca.pebble)
 	if err != nil {
@@ -82,7 +74,6 @@ func baseline(ctx context.Context, t *tools, cfg baselineConfig) (res Result) {
 
 	var (
 		mu   sync.Mutex
-		wg   sync.WaitGroup
 		done int
 	)
 	progress := func() int {
@@ -92,7 +83,6 @@ func baseline(ctx context.Context, t *tools, cfg baselineConfig) (res Result) {
 	}
 	rctx, stop := runContext(ctx, ca.pebble, cfg.timeout, progress)
 	defer stop()
-	jobs := make(chan int)
 	stopProfile, err := startProfile(cfg.profile)
 	if err != nil {
 		res.addError(err.Error())
@@ -100,38 +90,24 @@ func baseline(ctx context.Context, t *tools, cfg baselineConfig) (res Result) {
 	caPIDs := ca.pids()
 	ca0 := snapshotCPU(caPIDs)
 	start, cpu0 := time.Now(), processCPU()
-	for range concurrency {
-		wg.Go(func() {
-			for i := range jobs {
-				t0 := time.Now()
-				err := issue(rctx, cl, &tokens, DNSNames(i), cfg.poll)
-				d := time.Since(t0)
-				mu.Lock()
-				done++
-				switch {
-				case err == nil:
-					res.Issued++
-					if cfg.mode == ModeLatency {
-						res.Latencies = append(res.Latencies, d)
-					}
-				case rctx.Err() == nil:
-					res.Failed++
-					res.addError(fmt.Sprintf("%s: %v", CertName(i), err))
-				}
-				mu.Unlock()
+	forEach(rctx, concurrency, cfg.n, func(i int) {
+		t0 := time.Now()
+		err := issue(rctx, cl, &tokens, DNSNames(i), cfg.poll)
+		d := time.Since(t0)
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		switch {
+		case err == nil:
+			res.Issued++
+			if cfg.mode == ModeLatency {
+				res.Latencies = append(res.Latencies, d)
 			}
-		})
-	}
-feed:
-	for i := range cfg.n {
-		select {
-		case jobs <- i:
-		case <-rctx.Done():
-			break feed
+		case rctx.Err() == nil:
+			res.Failed++
+			res.addError(fmt.Sprintf("%s: %v", CertName(i), err))
 		}
-	}
-	close(jobs)
-	wg.Wait()
+	})
 	res.Wall, res.CPU = time.Since(start), processCPU()-cpu0
 	res.CACPU = sum(snapshotCPU(caPIDs).since(ca0))
 	res.ByProcess = map[string]time.Duration{"bench (baseline client)": res.CPU}
@@ -148,6 +124,47 @@ feed:
 	}
 	res.ACMERequests = ca.requests()
 	return res
+}
+
+// startBaselineCA starts the client's HTTP-01 server, serving tokens, and
+// the CA that validates against it. stop stops both.
+func startBaselineCA(t *tools, dir string, tokens *sync.Map, nonceReject int) (ca *caSide, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: baseline: listen for HTTP-01: %w", err)
+	}
+	srv := &http.Server{Handler: http01Handler(tokens), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	ca, err = startCA(t, dir, ln.Addr().(*net.TCPAddr).Port, nonceReject)
+	if err != nil {
+		srv.Close()
+		return nil, nil, fmt.Errorf("bench: baseline: %w", err)
+	}
+	return ca, func() { ca.close(); srv.Close() }, nil
+}
+
+// forEach calls do(i) for each i in [0, n), concurrency calls at a time,
+// until ctx ends; it returns once every call has.
+func forEach(ctx context.Context, concurrency, n int, do func(i int)) {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for i := range jobs {
+				do(i)
+			}
+		})
+	}
+feed:
+	for i := range n {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
 }
 
 // http01Handler serves key authorizations from tokens.
@@ -226,25 +243,7 @@ func issue(ctx context.Context, cl *acmeclient.Client, tokens *sync.Map, names [
 		pending = append(pending, u)
 	}
 	for _, u := range pending {
-		err := poll(ctx, interval, func() (bool, error) {
-			a, err := cl.GetAuthorization(ctx, u)
-			if err != nil {
-				return false, fmt.Errorf("poll authorization: %w", err)
-			}
-			switch a.Status {
-			case acme.StatusValid:
-				return true, nil
-			case acme.StatusPending, acme.StatusProcessing:
-				return false, nil
-			}
-			for _, c := range a.Challenges {
-				if c.Error != nil {
-					return false, fmt.Errorf("authorization %s is %s: %w", a.Identifier.Value, a.Status, c.Error)
-				}
-			}
-			return false, fmt.Errorf("authorization %s is %s", a.Identifier.Value, a.Status)
-		})
-		if err != nil {
+		if err := poll(ctx, interval, authorizationValid(ctx, cl, u)); err != nil {
 			return err
 		}
 	}
@@ -260,23 +259,7 @@ func issue(ctx context.Context, cl *acmeclient.Client, tokens *sync.Map, names [
 	}
 	certURL := fin.CertURL
 	if certURL == "" {
-		err = poll(ctx, interval, func() (bool, error) {
-			got, err := cl.GetOrder(ctx, o.URI)
-			if err != nil {
-				return false, fmt.Errorf("poll order: %w", err)
-			}
-			switch got.Status {
-			case acme.StatusValid:
-				certURL = got.CertURL
-				return true, nil
-			case acme.StatusProcessing, acme.StatusReady:
-				return false, nil
-			}
-			if got.Error != nil {
-				return false, fmt.Errorf("order is %s: %w", got.Status, got.Error)
-			}
-			return false, fmt.Errorf("order is %s", got.Status)
-		})
+		err = poll(ctx, interval, orderValid(ctx, cl, o.URI, &certURL))
 	}
 	if err != nil {
 		return err
@@ -285,6 +268,53 @@ func issue(ctx context.Context, cl *acmeclient.Client, tokens *sync.Map, names [
 		return fmt.Errorf("fetch certificate: %w", err)
 	}
 	return nil
+}
+
+// authorizationValid is a poll check: whether the authorization at u is
+// valid. One that is neither valid nor on its way fails, with its
+// challenge's error.
+func authorizationValid(ctx context.Context, cl *acmeclient.Client, u string) func() (bool, error) {
+	return func() (bool, error) {
+		a, err := cl.GetAuthorization(ctx, u)
+		if err != nil {
+			return false, fmt.Errorf("poll authorization: %w", err)
+		}
+		switch a.Status {
+		case acme.StatusValid:
+			return true, nil
+		case acme.StatusPending, acme.StatusProcessing:
+			return false, nil
+		}
+		for _, c := range a.Challenges {
+			if c.Error != nil {
+				return false, fmt.Errorf("authorization %s is %s: %w", a.Identifier.Value, a.Status, c.Error)
+			}
+		}
+		return false, fmt.Errorf("authorization %s is %s", a.Identifier.Value, a.Status)
+	}
+}
+
+// orderValid is a poll check: whether the order at uri is valid, when it
+// puts the order's certificate URL into certURL. One that is neither valid
+// nor on its way fails, with its error.
+func orderValid(ctx context.Context, cl *acmeclient.Client, uri string, certURL *string) func() (bool, error) {
+	return func() (bool, error) {
+		got, err := cl.GetOrder(ctx, uri)
+		if err != nil {
+			return false, fmt.Errorf("poll order: %w", err)
+		}
+		switch got.Status {
+		case acme.StatusValid:
+			*certURL = got.CertURL
+			return true, nil
+		case acme.StatusProcessing, acme.StatusReady:
+			return false, nil
+		}
+		if got.Error != nil {
+			return false, fmt.Errorf("order is %s: %w", got.Status, got.Error)
+		}
+		return false, fmt.Errorf("order is %s", got.Status)
+	}
 }
 
 // poll calls check every interval until it reports done or fails.

@@ -471,9 +471,13 @@ func startMonitor(addr string) (*monitor, error) {
 	rd := bufio.NewReaderSize(conn, 1<<16)
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	line, err := rd.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "+OK") {
+	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("bench: redis monitor: unexpected answer %q: %v", line, err)
+		return nil, fmt.Errorf("bench: redis monitor: answer %q: %w", line, err)
+	}
+	if !strings.HasPrefix(line, "+OK") {
+		conn.Close()
+		return nil, fmt.Errorf("bench: redis monitor: unexpected answer %q", line)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	go m.read(rd)

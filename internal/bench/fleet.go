@@ -256,6 +256,11 @@ func (f *fleet) addWorker(ctx context.Context) (*stack.Process, error) {
 	return w, nil
 }
 
+// errExitStatus0 stands for a clean exit where a process that exited too
+// early is reported: wrapping Wait's nil error with %w would print
+// "%!w(<nil>)".
+var errExitStatus0 = errors.New("exit status 0")
+
 // waitHTTP polls url until it answers (200 if want200), p exits or
 // readyTimeout passes.
 func waitHTTP(ctx context.Context, p *stack.Process, url string, want200 bool) error {
@@ -280,7 +285,11 @@ func waitHTTP(ctx context.Context, p *stack.Process, url string, want200 bool) e
 		case <-ctx.Done():
 			return fmt.Errorf("bench: not ready within %s: %w\n--- output ---\n%s", readyTimeout, lastErr, p.Output())
 		case <-p.Done():
-			return fmt.Errorf("bench: exited before it was ready (%v)\n--- output ---\n%s", p.Err(), p.Output())
+			exit := p.Err()
+			if exit == nil {
+				exit = errExitStatus0
+			}
+			return fmt.Errorf("bench: exited before it was ready (%w)\n--- output ---\n%s", exit, p.Output())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

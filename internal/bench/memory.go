@@ -139,50 +139,19 @@ func Memory(ctx context.Context, o MemoryOptions) (*MemoryResult, error) {
 		}
 	}
 	stopSampling := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tk := time.NewTicker(o.Interval)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-ctx.Done():
-				return
-			case <-tk.C:
-				sample()
-			}
-		}
-	}()
+	sampled := every(ctx, o.Interval, stopSampling, sample)
 
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range memoryPublishers {
-		wg.Go(func() {
-			for i := range jobs {
-				if err := f.request(ctx, i); err != nil {
-					mu.Lock()
-					if len(res.Errors) < maxErrors {
-						res.Errors = append(res.Errors, err.Error())
-					}
-					mu.Unlock()
-					continue
-				}
-				published.Add(1)
+	forEach(ctx, memoryPublishers, o.N, func(i int) {
+		if err := f.request(ctx, i); err != nil {
+			mu.Lock()
+			if len(res.Errors) < maxErrors {
+				res.Errors = append(res.Errors, err.Error())
 			}
-		})
-	}
-feed:
-	for i := range o.N {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
+			mu.Unlock()
+			return
 		}
-	}
-	close(jobs)
-	wg.Wait()
+		published.Add(1)
+	})
 	res.PublishTime = time.Since(start)
 	// A second worker starts into the full queue.
 	w, err := f.addWorker(ctx)
@@ -201,6 +170,28 @@ feed:
 	close(stopSampling)
 	<-sampled
 	return res, ctx.Err()
+}
+
+// every calls f every interval, in a goroutine, until stop is closed or ctx
+// ends; the channel it returns is closed once it has stopped.
+func every(ctx context.Context, interval time.Duration, stop <-chan struct{}, f func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				f()
+			}
+		}
+	}()
+	return done
 }
 
 func rssList(m map[string]int64) string {

@@ -46,17 +46,6 @@ func (c *requestCounter) snapshot() map[string]int {
 	return maps.Clone(c.n)
 }
 
-// since returns the counts added after before.
-func (c *requestCounter) since(before map[string]int) map[string]int {
-	out := map[string]int{}
-	for k, v := range c.snapshot() {
-		if d := v - before[k]; d > 0 {
-			out[k] = d
-		}
-	}
-	return out
-}
-
 // total sums counts.
 func total(m map[string]int) int {
 	n := 0

@@ -209,72 +209,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, err
 	}
 	defer t.close()
-	progress := func(round int, r Result) {
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "round %d %-20s %s\n", round, r.name(), r.summary())
-		}
-	}
-	// attempt runs one side, again on a fresh Pebble after a hang.
-	attempt := func(round int, rd *Round, run func() Result) Result {
-		for i := 0; ; i++ {
-			// Each run starts from a collected heap so that one run's
-			// garbage is not the next one's work.
-			runtime.GC()
-			r := run()
-			progress(round, r)
-			if !errors.Is(r.Err, ErrPebbleHang) || i >= o.HangRetries || ctx.Err() != nil {
-				return r
-			}
-			rd.Hangs = append(rd.Hangs, r)
-		}
-	}
-	base := func(mode string, n, nonce int, profile string) func() Result {
-		return func() Result {
-			return baseline(ctx, t, baselineConfig{mode: mode, n: n, concurrency: o.Concurrency, nonceReject: nonce, poll: o.PollInterval, timeout: o.Timeout, profile: profile})
-		}
-	}
-	acq := func(mode string, n, nonce int, profile func(string) string) func() Result {
-		return func() Result {
-			return acmeqRun(ctx, t, acmeqConfig{mode: mode, n: n, workers: o.Workers, cap: o.Cap, nonceReject: nonce, timeout: o.Timeout, profile: profile})
-		}
-	}
-	latTimeout := func(n int) time.Duration { return TimeoutBase + time.Duration(n)*5*time.Second }
+	r := runner{ctx: ctx, o: o, t: t}
 	for i := range o.Rounds {
 		round := i + 1
 		rd := Round{}
-		steps := []func(){
-			func() {
-				rd.Baseline = attempt(round, &rd, base(ModeThroughput, o.N, 0, o.profile(KindBaseline, round, "")))
-			},
-			func() {
-				var prof func(string) string
-				if o.CPUProfileDir != "" {
-					prof = func(p string) string { return o.profile(KindAcmeq, round, p) }
-				}
-				rd.Acmeq = attempt(round, &rd, acq(ModeThroughput, o.N, 0, prof))
-			},
-		}
-		if o.NonceRejectPercent > 0 {
-			steps = append(steps,
-				func() { rd.BaselineNonce = attempt(round, &rd, base(ModeNonce, o.N, o.NonceRejectPercent, "")) },
-				func() { rd.AcmeqNonce = attempt(round, &rd, acq(ModeNonce, o.N, o.NonceRejectPercent, nil)) },
-			)
-		}
-		if o.LatencySamples > 0 {
-			steps = append(steps,
-				func() {
-					rd.BaselineLatency = attempt(round, &rd, func() Result {
-						return baseline(ctx, t, baselineConfig{mode: ModeLatency, n: o.LatencySamples, concurrency: 1, poll: o.PollInterval, timeout: latTimeout(o.LatencySamples)})
-					})
-				},
-				func() {
-					rd.AcmeqLatency = attempt(round, &rd, func() Result {
-						return acmeqRun(ctx, t, acmeqConfig{mode: ModeLatency, n: o.LatencySamples, workers: o.Workers, cap: o.Cap, timeout: latTimeout(o.LatencySamples)})
-					})
-				},
-			)
-		}
-		for _, step := range steps {
+		for _, step := range r.steps(round, &rd) {
 			step()
 			if err := ctx.Err(); err != nil {
 				rep.Rounds = append(rep.Rounds, rd)
@@ -285,13 +224,92 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if !o.NoBreakdown {
 		var rd Round
-		r := attempt(0, &rd, acq(ModeBreakdown, o.N, 0, nil))
-		rep.Breakdown = &r
+		b := r.attempt(0, &rd, r.acq(ModeBreakdown, o.N, 0, nil))
+		rep.Breakdown = &b
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// runner runs the sides of one Run: its context, options and tools.
+type runner struct {
+	ctx context.Context
+	o   Options
+	t   *tools
+}
+
+// steps are the runs of round, each storing its result in rd.
+func (r runner) steps(round int, rd *Round) []func() {
+	o := r.o
+	steps := []func(){
+		func() {
+			rd.Baseline = r.attempt(round, rd, r.base(ModeThroughput, o.N, 0, o.profile(KindBaseline, round, "")))
+		},
+		func() {
+			var prof func(string) string
+			if o.CPUProfileDir != "" {
+				prof = func(p string) string { return o.profile(KindAcmeq, round, p) }
+			}
+			rd.Acmeq = r.attempt(round, rd, r.acq(ModeThroughput, o.N, 0, prof))
+		},
+	}
+	if o.NonceRejectPercent > 0 {
+		steps = append(steps,
+			func() { rd.BaselineNonce = r.attempt(round, rd, r.base(ModeNonce, o.N, o.NonceRejectPercent, "")) },
+			func() { rd.AcmeqNonce = r.attempt(round, rd, r.acq(ModeNonce, o.N, o.NonceRejectPercent, nil)) },
+		)
+	}
+	if o.LatencySamples > 0 {
+		latTimeout := TimeoutBase + time.Duration(o.LatencySamples)*5*time.Second
+		steps = append(steps,
+			func() {
+				rd.BaselineLatency = r.attempt(round, rd, func() Result {
+					return baseline(r.ctx, r.t, baselineConfig{mode: ModeLatency, n: o.LatencySamples, concurrency: 1, poll: o.PollInterval, timeout: latTimeout})
+				})
+			},
+			func() {
+				rd.AcmeqLatency = r.attempt(round, rd, func() Result {
+					return acmeqRun(r.ctx, r.t, acmeqConfig{mode: ModeLatency, n: o.LatencySamples, workers: o.Workers, cap: o.Cap, timeout: latTimeout})
+				})
+			},
+		)
+	}
+	return steps
+}
+
+// attempt runs one side, again on a fresh Pebble after a hang.
+func (r runner) attempt(round int, rd *Round, run func() Result) Result {
+	for i := 0; ; i++ {
+		// Each run starts from a collected heap so that one run's
+		// garbage is not the next one's work.
+		runtime.GC()
+		res := run()
+		if r.o.Progress != nil {
+			fmt.Fprintf(r.o.Progress, "round %d %-20s %s\n", round, res.name(), res.summary())
+		}
+		if !errors.Is(res.Err, ErrPebbleHang) || i >= r.o.HangRetries || r.ctx.Err() != nil {
+			return res
+		}
+		rd.Hangs = append(rd.Hangs, res)
+	}
+}
+
+// base is a baseline run of mode.
+func (r runner) base(mode string, n, nonce int, profile string) func() Result {
+	o := r.o
+	return func() Result {
+		return baseline(r.ctx, r.t, baselineConfig{mode: mode, n: n, concurrency: o.Concurrency, nonceReject: nonce, poll: o.PollInterval, timeout: o.Timeout, profile: profile})
+	}
+}
+
+// acq is an acmeq run of mode.
+func (r runner) acq(mode string, n, nonce int, profile func(string) string) func() Result {
+	o := r.o
+	return func() Result {
+		return acmeqRun(r.ctx, r.t, acmeqConfig{mode: mode, n: n, workers: o.Workers, cap: o.Cap, nonceReject: nonce, timeout: o.Timeout, profile: profile})
+	}
 }
 
 func (r Result) summary() string {
@@ -618,23 +636,29 @@ func breakdown(w io.Writer, indent string, costs []*Cost, per func(func(*Cost) f
 	}
 }
 
-// writeCost writes acmeq's median cost per certificate: the passive
-// counters of the clean throughput runs, then the breakdown of the
-// instrumented run.
-func (rep *Report) writeCost(b *strings.Builder) {
-	var costs []*Cost
+// costs are the counts of the clean acmeq runs that issued something, or
+// the breakdown run's when there are none; bd is the breakdown run's, if
+// it issued something.
+func (rep *Report) costs() (costs []*Cost, bd *Cost) {
 	for _, rd := range rep.Rounds {
 		if rd.Acmeq.Cost != nil && rd.Acmeq.Cost.Certificates > 0 {
 			costs = append(costs, rd.Acmeq.Cost)
 		}
 	}
-	var bd *Cost
 	if rep.Breakdown != nil && rep.Breakdown.Cost != nil && rep.Breakdown.Cost.Certificates > 0 {
 		bd = rep.Breakdown.Cost
 		if len(costs) == 0 {
 			costs = []*Cost{bd}
 		}
 	}
+	return costs, bd
+}
+
+// writeCost writes acmeq's median cost per certificate: the passive
+// counters of the clean throughput runs, then the breakdown of the
+// instrumented run.
+func (rep *Report) writeCost(b *strings.Builder) {
+	costs, bd := rep.costs()
 	if len(costs) == 0 {
 		fmt.Fprintf(b, "\ncost: n/a (no acmeq run was counted)\n")
 		return

@@ -29,7 +29,6 @@ type readyWatch struct {
 	done    map[string]outcome
 	waiters map[string]chan struct{}
 	changed chan struct{} // closed and replaced on every outcome
-	err     error
 	stopped chan struct{}
 }
 

@@ -287,8 +287,11 @@ func (p *Proxy) fetchDirectory() error {
 		NewAccount string `json:"newAccount"`
 		NewOrder   string `json:"newOrder"`
 	}
-	if err := json.NewDecoder(res.Body).Decode(&d); err != nil || d.NewNonce == "" || d.NewOrder == "" || d.NewAccount == "" {
-		return fmt.Errorf("caproxy: directory %s (status %d) lacks newNonce/newAccount/newOrder: %v", p.cfg.Upstream, res.StatusCode, err)
+	if err := json.NewDecoder(res.Body).Decode(&d); err != nil {
+		return fmt.Errorf("caproxy: directory %s (status %d): %w", p.cfg.Upstream, res.StatusCode, err)
+	}
+	if d.NewNonce == "" || d.NewOrder == "" || d.NewAccount == "" {
+		return fmt.Errorf("caproxy: directory %s (status %d) lacks newNonce/newAccount/newOrder", p.cfg.Upstream, res.StatusCode)
 	}
 	p.dir.newNonce, p.dir.newAccount, p.dir.newOrder = d.NewNonce, d.NewAccount, d.NewOrder
 	p.paths.newAccount, p.paths.newOrder = urlPath(d.NewAccount), urlPath(d.NewOrder)
@@ -600,42 +603,62 @@ func (p *Proxy) observe(resp *http.Response) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.cfg.Now()
-	if (res.newOrder != nil || res.newAcct) && resp.StatusCode != http.StatusCreated {
-		// Not created: the CA did not count it, nor do we.
-		for _, b := range res.buckets {
-			p.refund(now, b)
-		}
-	}
-	if res.newAcct && (resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK) {
-		p.knownKeys[string(res.j.JWK)] = true
-	}
+	p.settle(now, res, resp.StatusCode)
 	switch {
 	case res.newOrder != nil && resp.StatusCode == http.StatusCreated:
-		var o struct {
-			Authorizations []string `json:"authorizations"`
-			Finalize       string   `json:"finalize"`
-		}
-		if json.Unmarshal(body, &o) == nil {
-			p.orders[urlPath(o.Finalize)] = res.newOrder
-			for _, a := range o.Authorizations {
-				if _, ok := p.authzs[urlPath(a)]; !ok {
-					p.authzs[urlPath(a)] = &authzInfo{account: res.newOrder.account}
-				}
-			}
-		}
+		p.orderCreated(res.newOrder, body)
 	case isFinalize && resp.StatusCode == http.StatusOK:
 		p.finalized(now, path, body)
 	case isAuthz && resp.StatusCode == http.StatusOK:
 		p.authorization(now, path, body)
 	case isChal && resp.StatusCode == http.StatusOK:
-		var c struct {
-			Status string `json:"status"`
-		}
-		if json.Unmarshal(body, &c) == nil && c.Status == "invalid" {
-			p.failed(now, p.chals[path])
-		}
+		p.challenge(now, path, body)
 	}
 	return nil
+}
+
+// settle refunds the buckets of a new-order or new-account the CA did not
+// create, and learns the key of an account it created or found (p.mu
+// held).
+func (p *Proxy) settle(now time.Time, res *reservation, status int) {
+	if (res.newOrder != nil || res.newAcct) && status != http.StatusCreated {
+		// Not created: the CA did not count it, nor do we.
+		for _, b := range res.buckets {
+			p.refund(now, b)
+		}
+	}
+	if res.newAcct && (status == http.StatusCreated || status == http.StatusOK) {
+		p.knownKeys[string(res.j.JWK)] = true
+	}
+}
+
+// orderCreated learns a new order's finalize URL and authorizations (p.mu
+// held).
+func (p *Proxy) orderCreated(o *orderInfo, body []byte) {
+	var doc struct {
+		Authorizations []string `json:"authorizations"`
+		Finalize       string   `json:"finalize"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return
+	}
+	p.orders[urlPath(doc.Finalize)] = o
+	for _, a := range doc.Authorizations {
+		if _, ok := p.authzs[urlPath(a)]; !ok {
+			p.authzs[urlPath(a)] = &authzInfo{account: o.account}
+		}
+	}
+}
+
+// challenge counts a failed validation when the challenge at path is
+// invalid (p.mu held).
+func (p *Proxy) challenge(now time.Time, path string, body []byte) {
+	var c struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(body, &c) == nil && c.Status == "invalid" {
+		p.failed(now, p.chals[path])
+	}
 }
 
 // finalized counts an issuance: certificates per registered domain

@@ -463,8 +463,15 @@ func (r *raw) nonce(t *testing.T) string {
 	return res.Header.Get("Replay-Nonce")
 }
 
+// rawResponse is what post keeps of a response, whose body it has read and
+// closed.
+type rawResponse struct {
+	StatusCode int
+	Header     http.Header
+}
+
 // post sends payload (nil: POST-as-GET) to url, signed with ES256.
-func (r *raw) post(t *testing.T, nonce, url string, payload any) (*http.Response, []byte) {
+func (r *raw) post(t *testing.T, nonce, url string, payload any) (rawResponse, []byte) {
 	t.Helper()
 	b64 := base64.RawURLEncoding.EncodeToString
 	prot, _ := json.Marshal(map[string]string{"alg": "ES256", "kid": r.kid, "nonce": nonce, "url": url})
@@ -493,5 +500,5 @@ func (r *raw) post(t *testing.T, nonce, url string, payload any) (*http.Response
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, b
+	return rawResponse{StatusCode: res.StatusCode, Header: res.Header}, b
 }

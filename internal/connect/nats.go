@@ -102,27 +102,9 @@ func (c NATSConfig) authVar() string {
 // certificates and keys).
 func (c NATSConfig) Validate() error {
 	c = c.withDefaults()
-	urlAuth := false
-	for _, raw := range strings.Split(c.URL, ",") {
-		raw = strings.TrimSpace(raw)
-		full := raw
-		if !strings.Contains(raw, "://") {
-			// nats.go reads HOST:PORT as nats://HOST:PORT.
-			full = "nats://" + raw
-		}
-		u, err := url.Parse(full)
-		if err != nil {
-			return configErr("ACMEQ_NATS_URL", "%q is not a URL", redactURL(raw))
-		}
-		switch u.Scheme {
-		case "nats", "tls", "ws", "wss":
-		default:
-			return configErr("ACMEQ_NATS_URL", "%q: want nats://, tls://, ws:// or wss:// URLs, comma-separated", raw)
-		}
-		if u.Host == "" {
-			return configErr("ACMEQ_NATS_URL", "%q has no host", raw)
-		}
-		urlAuth = urlAuth || u.User != nil
+	urlAuth, err := checkNATSURLs(c.URL)
+	if err != nil {
+		return err
 	}
 	auth := c.authVar()
 	if strings.Contains(auth, ",") {
@@ -135,39 +117,84 @@ func (c NATSConfig) Validate() error {
 		return configErr("ACMEQ_NATS_USER/ACMEQ_NATS_PASSWORD", "set both or neither")
 	}
 	if c.Creds != "" {
-		b, err := os.ReadFile(c.Creds)
-		if err != nil {
-			return &ConfigError{Var: "ACMEQ_NATS_CREDS", Err: err}
+		if err := checkNATSCreds(c.Creds); err != nil {
+			return err
 		}
-		tok, err := nkeys.ParseDecoratedJWT(b)
-		if err == nil {
-			_, err = jwt.DecodeUserClaims(tok)
-		}
-		if err != nil {
-			return configErr("ACMEQ_NATS_CREDS", "%s holds no user JWT: %w", c.Creds, err)
-		}
-		kp, err := nkeys.ParseDecoratedUserNKey(b)
-		if err != nil {
-			return configErr("ACMEQ_NATS_CREDS", "%s holds no user NKey seed: %w", c.Creds, err)
-		}
-		kp.Wipe()
 	}
 	if c.NKey != "" {
-		b, err := os.ReadFile(c.NKey)
-		if err != nil {
-			return &ConfigError{Var: "ACMEQ_NATS_NKEY", Err: err}
+		if err := checkNATSNKey(c.NKey); err != nil {
+			return err
 		}
-		kp, err := nkeys.ParseDecoratedUserNKey(b)
-		if err != nil {
-			return configErr("ACMEQ_NATS_NKEY", "%s holds no user NKey seed (SU...): %w", c.NKey, err)
-		}
-		kp.Wipe()
 	}
 	if c.tlsFiles().set() {
 		if _, err := c.tlsFiles().config(); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// checkNATSURLs checks ACMEQ_NATS_URL, comma-separated URLs, and reports
+// whether one holds credentials.
+func checkNATSURLs(urls string) (urlAuth bool, err error) {
+	for _, raw := range strings.Split(urls, ",") {
+		raw = strings.TrimSpace(raw)
+		full := raw
+		if !strings.Contains(raw, "://") {
+			// nats.go reads HOST:PORT as nats://HOST:PORT.
+			full = "nats://" + raw
+		}
+		u, err := url.Parse(full)
+		if err != nil {
+			return false, configErr("ACMEQ_NATS_URL", "%q is not a URL", redactURL(raw))
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return false, configErr("ACMEQ_NATS_URL", "%q: want nats://, tls://, ws:// or wss:// URLs, comma-separated", raw)
+		}
+		if u.Host == "" {
+			return false, configErr("ACMEQ_NATS_URL", "%q has no host", raw)
+		}
+		urlAuth = urlAuth || u.User != nil
+	}
+	return urlAuth, nil
+}
+
+// checkNATSCreds checks that the credentials file (ACMEQ_NATS_CREDS) holds
+// a user JWT and a user NKey seed.
+func checkNATSCreds(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return &ConfigError{Var: "ACMEQ_NATS_CREDS", Err: err}
+	}
+	tok, err := nkeys.ParseDecoratedJWT(b)
+	if err == nil {
+		_, err = jwt.DecodeUserClaims(tok)
+	}
+	if err != nil {
+		return configErr("ACMEQ_NATS_CREDS", "%s holds no user JWT: %w", path, err)
+	}
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return configErr("ACMEQ_NATS_CREDS", "%s holds no user NKey seed: %w", path, err)
+	}
+	kp.Wipe()
+	return nil
+}
+
+// checkNATSNKey checks that the NKey file (ACMEQ_NATS_NKEY) holds a user
+// NKey seed.
+func checkNATSNKey(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return &ConfigError{Var: "ACMEQ_NATS_NKEY", Err: err}
+	}
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return configErr("ACMEQ_NATS_NKEY", "%s holds no user NKey seed (SU...): %w", path, err)
+	}
+	kp.Wipe()
 	return nil
 }
 

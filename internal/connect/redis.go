@@ -115,16 +115,9 @@ func (c RedisConfig) parse() (redisTarget, error) {
 	case explicit && c.URL != "":
 		return t, configErr("ACMEQ_REDIS_URL", "set either a URL or ACMEQ_REDIS_SENTINEL_MASTER and ACMEQ_REDIS_SENTINEL_ADDRS, not both")
 	case explicit:
-		if c.SentinelMaster == "" || len(c.SentinelAddrs) == 0 {
-			return t, configErr("ACMEQ_REDIS_SENTINEL_MASTER/ACMEQ_REDIS_SENTINEL_ADDRS", "set both")
-		}
-		t = redisTarget{topo: sentinel, master: c.SentinelMaster, tls: c.tlsFiles().set()}
-		for _, a := range c.SentinelAddrs {
-			a = strings.TrimSpace(a)
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				return t, configErr("ACMEQ_REDIS_SENTINEL_ADDRS", "%q: want host:port: %w", a, err)
-			}
-			t.addrs = append(t.addrs, a)
+		var err error
+		if t, err = c.sentinelTarget(); err != nil {
+			return t, err
 		}
 	default:
 		raw := c.URL
@@ -136,14 +129,8 @@ func (c RedisConfig) parse() (redisTarget, error) {
 			return t, err
 		}
 	}
-	if (t.user != "" || t.pass != "") && (c.Username != "" || c.Password != "") {
-		return t, configErr("ACMEQ_REDIS_URL", "holds credentials and ACMEQ_REDIS_USERNAME/ACMEQ_REDIS_PASSWORD are set too: use one")
-	}
-	if c.Username != "" && c.Password == "" {
-		return t, configErr("ACMEQ_REDIS_PASSWORD", "required with ACMEQ_REDIS_USERNAME")
-	}
-	if c.Username != "" || c.Password != "" {
-		t.user, t.pass = c.Username, c.Password
+	if err := c.setCredentials(&t); err != nil {
+		return t, err
 	}
 	if c.tlsFiles().set() && !t.tls {
 		return t, configErr("ACMEQ_REDIS_URL", "TLS files are set (ACMEQ_REDIS_TLS_*) but the URL asks for no TLS: use rediss://, rediss+sentinel:// or rediss+cluster://")
@@ -154,6 +141,38 @@ func (c RedisConfig) parse() (redisTarget, error) {
 		}
 	}
 	return t, nil
+}
+
+// sentinelTarget is the Sentinel topology set by ACMEQ_REDIS_SENTINEL_MASTER
+// and ACMEQ_REDIS_SENTINEL_ADDRS.
+func (c RedisConfig) sentinelTarget() (redisTarget, error) {
+	if c.SentinelMaster == "" || len(c.SentinelAddrs) == 0 {
+		return redisTarget{}, configErr("ACMEQ_REDIS_SENTINEL_MASTER/ACMEQ_REDIS_SENTINEL_ADDRS", "set both")
+	}
+	t := redisTarget{topo: sentinel, master: c.SentinelMaster, tls: c.tlsFiles().set()}
+	for _, a := range c.SentinelAddrs {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return t, configErr("ACMEQ_REDIS_SENTINEL_ADDRS", "%q: want host:port: %w", a, err)
+		}
+		t.addrs = append(t.addrs, a)
+	}
+	return t, nil
+}
+
+// setCredentials puts ACMEQ_REDIS_USERNAME and ACMEQ_REDIS_PASSWORD into t,
+// whose URL must then hold none.
+func (c RedisConfig) setCredentials(t *redisTarget) error {
+	if (t.user != "" || t.pass != "") && (c.Username != "" || c.Password != "") {
+		return configErr("ACMEQ_REDIS_URL", "holds credentials and ACMEQ_REDIS_USERNAME/ACMEQ_REDIS_PASSWORD are set too: use one")
+	}
+	if c.Username != "" && c.Password == "" {
+		return configErr("ACMEQ_REDIS_PASSWORD", "required with ACMEQ_REDIS_USERNAME")
+	}
+	if c.Username != "" || c.Password != "" {
+		t.user, t.pass = c.Username, c.Password
+	}
+	return nil
 }
 
 func parseRedisURL(raw string) (redisTarget, error) {
@@ -204,23 +223,30 @@ func parseRedisURL(raw string) (redisTarget, error) {
 		}
 		t.addrs = append(t.addrs, h)
 	}
+	err := t.setPath(scheme, path)
+	return t, err
+}
+
+// setPath reads the path of a Sentinel or Cluster URL of scheme: the
+// master and database of a Sentinel URL; a Cluster URL has none.
+func (t *redisTarget) setPath(scheme, path string) error {
 	segs := strings.FieldsFunc(path, func(r rune) bool { return r == '/' })
 	switch {
 	case t.topo == cluster && len(segs) > 0:
-		return t, configErr("ACMEQ_REDIS_URL", "a Redis Cluster URL has no path (Cluster has database 0 only), got %q", path)
+		return configErr("ACMEQ_REDIS_URL", "a Redis Cluster URL has no path (Cluster has database 0 only), got %q", path)
 	case t.topo == sentinel && (len(segs) == 0 || len(segs) > 2):
-		return t, configErr("ACMEQ_REDIS_URL", "want %s://host:port,.../MASTER[/DB], got path %q", scheme, path)
+		return configErr("ACMEQ_REDIS_URL", "want %s://host:port,.../MASTER[/DB], got path %q", scheme, path)
 	case t.topo == sentinel:
 		t.master = segs[0]
 		if len(segs) == 2 {
 			db, err := strconv.Atoi(segs[1])
 			if err != nil || db < 0 {
-				return t, configErr("ACMEQ_REDIS_URL", "database %q is not a number", segs[1])
+				return configErr("ACMEQ_REDIS_URL", "database %q is not a number", segs[1])
 			}
 			t.db = db
 		}
 	}
-	return t, nil
+	return nil
 }
 
 // Validate checks the configuration without connecting.

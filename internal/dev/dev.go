@@ -164,64 +164,13 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 	env.Producer = producer.New(env.Store, bus.New(js, "acmeq-dev"))
 
-	// Responder.
-	kv, err := http01.EnsureBucket(ctx, js)
-	if err != nil {
-		ln.Close()
+	if err := env.startResponder(ctx, js, ln, o.Logger); err != nil {
 		return nil, err
 	}
-	resp := http01.NewResponder(kv, o.Logger)
-	if err := resp.Start(ctx); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	srv := &http.Server{Handler: resp, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	env.closers = append(env.closers, func() { _ = srv.Close(); resp.Stop() })
-
-	// Workers, each with its own connections.
 	for i := range max(o.Workers, 0) {
-		name := "dev-worker-" + strconv.Itoa(i)
-		wnc, wjs, err := connect(env.Stack.NATS.URL, name)
-		if err != nil {
+		if err := env.startWorker(ctx, i, o, sealer, httpPort); err != nil {
 			return nil, err
 		}
-		rdb := redis.NewClient(&redis.Options{Addr: env.Stack.Redis.Addr})
-		wst, err := store.Open(ctx, wjs, sealer, store.Config{})
-		if err != nil {
-			wnc.Close()
-			return nil, err
-		}
-		cfg := worker.Config{
-			Name:              name,
-			HTTP01Port:        httpPort,
-			Resolve:           worker.ResolveTo("127.0.0.1"),
-			DNS01SelfCheck:    env.dns01SelfCheck(),
-			SelfCheckInterval: o.SelfCheckInterval,
-			Scheduler:         scheduler.Config{Cap: o.Cap},
-			Logger:            o.Logger.With("worker", name),
-			Registerer:        registererFor(i, o.Registerer),
-		}
-		if o.Configure != nil {
-			o.Configure(&cfg)
-		}
-		w, err := worker.New(wjs, wst, rdb, cfg)
-		if err != nil {
-			wnc.Close()
-			return nil, err
-		}
-		if err := w.Start(ctx); err != nil {
-			wnc.Close()
-			return nil, err
-		}
-		env.Workers = append(env.Workers, w)
-		env.closers = append(env.closers, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			w.Stop(sctx)
-			_ = rdb.Close()
-			wnc.Close()
-		})
 	}
 
 	// With Pebble.RequireEAB the dev Issuer, which has no External
@@ -237,6 +186,71 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		}
 	}
 	return env, nil
+}
+
+// startResponder serves the HTTP-01 responder on ln, which it closes if it
+// fails.
+func (env *Env) startResponder(ctx context.Context, js jetstream.JetStream, ln net.Listener, logger *slog.Logger) error {
+	kv, err := http01.EnsureBucket(ctx, js)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	resp := http01.NewResponder(kv, logger)
+	if err := resp.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: resp, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	env.closers = append(env.closers, func() { _ = srv.Close(); resp.Stop() })
+	return nil
+}
+
+// startWorker starts worker i, with its own connections.
+func (env *Env) startWorker(ctx context.Context, i int, o Options, sealer *store.Sealer, httpPort int) error {
+	name := "dev-worker-" + strconv.Itoa(i)
+	wnc, wjs, err := connect(env.Stack.NATS.URL, name)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: env.Stack.Redis.Addr})
+	wst, err := store.Open(ctx, wjs, sealer, store.Config{})
+	if err != nil {
+		wnc.Close()
+		return err
+	}
+	cfg := worker.Config{
+		Name:              name,
+		HTTP01Port:        httpPort,
+		Resolve:           worker.ResolveTo("127.0.0.1"),
+		DNS01SelfCheck:    env.dns01SelfCheck(),
+		SelfCheckInterval: o.SelfCheckInterval,
+		Scheduler:         scheduler.Config{Cap: o.Cap},
+		Logger:            o.Logger.With("worker", name),
+		Registerer:        registererFor(i, o.Registerer),
+	}
+	if o.Configure != nil {
+		o.Configure(&cfg)
+	}
+	w, err := worker.New(wjs, wst, rdb, cfg)
+	if err != nil {
+		wnc.Close()
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		wnc.Close()
+		return err
+	}
+	env.Workers = append(env.Workers, w)
+	env.closers = append(env.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		w.Stop(sctx)
+		_ = rdb.Close()
+		wnc.Close()
+	})
+	return nil
 }
 
 func connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {

@@ -197,7 +197,7 @@ func bindZoneName(zone string) (string, error) {
 	}
 	for i := 0; i < len(c); i++ {
 		ch := c[i]
-		if !('a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '_' || ch == '.') {
+		if (ch < 'a' || ch > 'z') && (ch < '0' || ch > '9') && ch != '-' && ch != '_' && ch != '.' {
 			return "", fmt.Errorf("stack: bind: invalid zone name %q: only letters, digits, '-', '_' and '.' are supported", zone)
 		}
 	}
@@ -335,7 +335,7 @@ func (b *BIND) spawn(port int) (*bindProc, error) {
 // could not bind its port, or bindReadyTimeout passes.
 func waitBINDReady(addr, zone string, p *bindProc) error {
 	deadline := time.Now().Add(bindReadyTimeout)
-	var lastErr error
+	var lastErr error = errNotAsked
 	for {
 		// named keeps running without the sockets it could not create, or
 		// exits if it could create none; either way, try another port.
@@ -344,7 +344,7 @@ func waitBINDReady(addr, zone string, p *bindProc) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("named exited before answering (%v; last error: %v)", p.err, lastErr)
+			return fmt.Errorf("named exited before answering (%w; last error: %w)", p.exitErr(), lastErr)
 		default:
 		}
 		lastErr = querySOA(addr, "udp", zone)

@@ -122,65 +122,26 @@ func (b GoBuild) Build(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	name := path.Base(b.Package)
-	if strings.HasPrefix(name, "v") && strings.Trim(name[1:], "0123456789") == "" {
-		// github.com/nats-io/nats-server/v2 -> nats-server
-		name = path.Base(path.Dir(b.Package))
-	}
-	var out string
-	if b.Cache {
-		key, err := b.cacheKey(ctx, gobin)
-		if err != nil {
-			return "", err
-		}
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("stack: go build %s: cache dir: %w", b.Package, err)
-		}
-		dir := filepath.Join(base, "acmeq", "bin")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
-		}
-		out = filepath.Join(dir, name+"-"+key[:16])
-		if fi, err := os.Stat(out); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return out, nil
-		}
-	} else {
-		dir := b.OutDir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "acmeq-build-"); err != nil {
-				return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
-			}
-		}
-		out = filepath.Join(dir, name)
+	out, cached, err := b.output(ctx, gobin)
+	if err != nil || cached {
+		return out, err
 	}
 	// Build next to the destination and rename: two builds at once (two
 	// benchmarks) never see a half-written binary.
 	tmp := fmt.Sprintf("%s.tmp-%d", out, os.Getpid())
 	defer os.Remove(tmp)
 	args := []string{"build", "-o", tmp}
-	overlay := maps.Clone(b.Overlay)
-	if overlay == nil {
-		overlay = map[string][]byte{}
-	}
-	if len(b.Replace) > 0 || len(overlay) > 0 {
+	if len(b.Replace) > 0 || len(b.Overlay) > 0 {
 		work, err := os.MkdirTemp("", "acmeq-gobuild-")
 		if err != nil {
 			return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
 		}
 		defer os.RemoveAll(work)
-		if len(b.Replace) > 0 {
-			modfile, err := b.writeModfile(work, overlay)
-			if err != nil {
-				return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
-			}
-			args = append(args, "-modfile", modfile)
-		}
-		f, err := writeOverlay(filepath.Join(work, "overlay"), overlay)
+		flags, err := b.overlayFlags(work)
 		if err != nil {
 			return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
 		}
-		args = append(args, "-overlay", f)
+		args = append(args, flags...)
 	}
 	args = append(args, b.Package)
 	ctx, cancel := context.WithTimeout(ctx, goBuildTimeout)
@@ -194,6 +155,72 @@ func (b GoBuild) Build(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("stack: go build %s: %w", b.Package, err)
 	}
 	return out, nil
+}
+
+// binaryName is the name of the package's binary, as go build names it:
+// the last element of its path that is not a major version.
+func (b GoBuild) binaryName() string {
+	name := path.Base(b.Package)
+	if strings.HasPrefix(name, "v") && strings.Trim(name[1:], "0123456789") == "" {
+		// github.com/nats-io/nats-server/v2 -> nats-server
+		name = path.Base(path.Dir(b.Package))
+	}
+	return name
+}
+
+// output returns the path the binary goes to: in the user's cache
+// directory, named after the build's inputs, with Cache (cached reports a
+// binary already built there); else in OutDir or a new temporary
+// directory.
+func (b GoBuild) output(ctx context.Context, gobin string) (out string, cached bool, err error) {
+	name := b.binaryName()
+	if !b.Cache {
+		dir := b.OutDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "acmeq-build-"); err != nil {
+				return "", false, fmt.Errorf("stack: go build %s: %w", b.Package, err)
+			}
+		}
+		return filepath.Join(dir, name), false, nil
+	}
+	key, err := b.cacheKey(ctx, gobin)
+	if err != nil {
+		return "", false, err
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", false, fmt.Errorf("stack: go build %s: cache dir: %w", b.Package, err)
+	}
+	dir := filepath.Join(base, "acmeq", "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", false, fmt.Errorf("stack: go build %s: %w", b.Package, err)
+	}
+	out = filepath.Join(dir, name+"-"+key[:16])
+	fi, err := os.Stat(out)
+	return out, err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0, nil
+}
+
+// overlayFlags writes, under work, the go.mod that applies b.Replace and
+// the overlay of b.Overlay (plus the replaced modules' files), and returns
+// the go build flags that use them.
+func (b GoBuild) overlayFlags(work string) ([]string, error) {
+	var args []string
+	overlay := maps.Clone(b.Overlay)
+	if overlay == nil {
+		overlay = map[string][]byte{}
+	}
+	if len(b.Replace) > 0 {
+		modfile, err := b.writeModfile(work, overlay)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-modfile", modfile)
+	}
+	f, err := writeOverlay(filepath.Join(work, "overlay"), overlay)
+	if err != nil {
+		return nil, err
+	}
+	return append(args, "-overlay", f), nil
 }
 
 // writeModfile copies each replaced module into work/mod-<i>, adds the

@@ -312,7 +312,7 @@ func (n *NATSNode) start() error {
 		select {
 		case <-p.done:
 			conf, _ := os.ReadFile(n.conf)
-			return fmt.Errorf("stack: %w: %s before listening on %s: %v\n--- output ---\n%s\n--- %s ---\n%s", errNATSExited, n.Name, addr, p.err, strings.TrimSpace(out.String()), n.conf, conf)
+			return fmt.Errorf("stack: %w: %s before listening on %s: %w\n--- output ---\n%s\n--- %s ---\n%s", errNATSExited, n.Name, addr, p.exitErr(), strings.TrimSpace(out.String()), n.conf, conf)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -163,7 +163,7 @@ func (n *Nginx) spawn(addr string) (*child, error) {
 			if strings.Contains(log, "Address already in use") {
 				return nil, fmt.Errorf("%w: %s", errNginxPortTaken, lastLines(log, 5))
 			}
-			return nil, fmt.Errorf("stack: nginx exited at start (%v):\n%s", proc.err, lastLines(log, 20))
+			return nil, fmt.Errorf("stack: nginx exited at start (%w):\n%s", proc.exitErr(), lastLines(log, 20))
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -250,7 +250,7 @@ func findNginx() (string, error) {
 
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=:,@", r))
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("/._-+=:,@", r)
 	}) == -1 {
 		return s
 	}

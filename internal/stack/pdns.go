@@ -127,7 +127,7 @@ func StartPDNS(dir string) (*PDNS, error) {
 	cmd := exec.Command(sqlite, db)
 	cmd.Stdin = bytes.NewReader(sqlText)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("stack: pdns: create database with %s: %v: %s", schema, err, out)
+		return nil, fmt.Errorf("stack: pdns: create database with %s: %w: %s", schema, err, out)
 	}
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
@@ -198,7 +198,7 @@ resolver=%s
 	for {
 		select {
 		case <-p.done:
-			return fmt.Errorf("stack: pdns_server exited before answering (%v):\n%s", p.err, lastLines(out.String(), 30))
+			return fmt.Errorf("stack: pdns_server exited before answering (%w):\n%s", p.exitErr(), lastLines(out.String(), 30))
 		default:
 		}
 		if d.ping() == nil {

@@ -312,8 +312,11 @@ func (p *PebbleProcess) RootPEM() ([]byte, error) {
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
-	if err != nil || res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("stack: pebble root: %s: %v", res.Status, err)
+	if err != nil {
+		return nil, fmt.Errorf("stack: pebble root: %s: %w", res.Status, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("stack: pebble root: %s", res.Status)
 	}
 	return b, nil
 }

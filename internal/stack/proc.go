@@ -48,6 +48,24 @@ func startChild(name, bin, dir string, out *tailBuffer, extra io.Writer, onExit 
 	return p, nil
 }
 
+// errExitStatus0 stands for a clean exit where a server that exited too
+// early is reported: wrapping Wait's nil error with %w would print
+// "%!w(<nil>)".
+const errExitStatus0 = constError("exit status 0")
+
+// errNotAsked is the last error of a readiness probe that never ran (the
+// server exited before the first one).
+const errNotAsked = constError("not asked yet")
+
+// exitErr is how p exited, as an error to wrap: cmd.Wait's error, or
+// errExitStatus0. Valid after done is closed.
+func (p *child) exitErr() error {
+	if p.err == nil {
+		return errExitStatus0
+	}
+	return p.err
+}
+
 // signal sends sig to the process group of p, unless p has already exited.
 func (p *child) signal(sig syscall.Signal) error {
 	select {

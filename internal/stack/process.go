@@ -103,7 +103,7 @@ func (p *Process) Kill() error { return p.c.kill() }
 
 // exitedError describes a process that exited before it was ready.
 func (p *Process) exitedError() error {
-	return fmt.Errorf("stack: %s exited before it was ready (%v)\n--- %s output ---\n%s", p.c.name, p.c.err, p.c.name, p.Output())
+	return fmt.Errorf("stack: %s exited before it was ready (%w)\n--- %s output ---\n%s", p.c.name, p.c.exitErr(), p.c.name, p.Output())
 }
 
 // tailFile returns the last limit bytes of a file, or "".

@@ -254,11 +254,11 @@ func waitRedisPing(addr string, done <-chan struct{}) error {
 	defer client.Close()
 
 	deadline := time.Now().Add(redisReadyTimeout)
-	var lastErr error
+	var lastErr error = errNotAsked
 	for {
 		select {
 		case <-done:
-			return fmt.Errorf("%w before answering PING (last error: %v)", errRedisExited, lastErr)
+			return fmt.Errorf("%w before answering PING (last error: %w)", errRedisExited, lastErr)
 		default:
 		}
 		// Check that the port accepts connections before using go-redis, whose

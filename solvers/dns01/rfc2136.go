@@ -157,7 +157,7 @@ func NewRFC2136(cfg RFC2136Config) (*RFC2136, error) {
 		}
 		secret, err := base64.StdEncoding.DecodeString(cfg.TSIGSecret)
 		if err != nil {
-			return nil, fmt.Errorf("dns01: rfc2136: tsigSecret is not valid base64: %v", err)
+			return nil, fmt.Errorf("dns01: rfc2136: tsigSecret is not valid base64: %w", err)
 		}
 		if len(secret) == 0 {
 			return nil, errors.New("dns01: rfc2136: tsigSecret is empty")

@@ -31,7 +31,8 @@ func main() {
 	defer d.Close()
 	// Write then rename: the reader never sees half an address.
 	tmp := *addrFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(d.Addr), 0o644); err == nil {
+	err = os.WriteFile(tmp, []byte(d.Addr), 0o644)
+	if err == nil {
 		err = os.Rename(tmp, *addrFile)
 	}
 	if err != nil {
