@@ -27,6 +27,16 @@ var buildOnce struct {
 	out  []byte
 }
 
+// TestMain removes the binary built for the run (36 MB a run otherwise
+// left in the temporary directory).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildOnce.path != "" {
+		_ = os.RemoveAll(filepath.Dir(buildOnce.path))
+	}
+	os.Exit(code)
+}
+
 func acmeqBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
