@@ -399,8 +399,12 @@ type RequestOptions struct {
 	// DNS name: "www.example.com" -> "www-example-com", "*.example.com" ->
 	// "wildcard-example-com".
 	Name string
-	// Issuer is the name of the Issuer, in the same namespace.
+	// Issuer is the name of the Issuer (in the same namespace) or of the
+	// ClusterIssuer.
 	Issuer string
+	// IssuerKind is Issuer (the default) or ClusterIssuer, as
+	// issuerRef.kind.
+	IssuerKind string
 	// DNSNames are the names the certificate is for.
 	DNSNames []string
 	// CommonName is optional; it must be one of DNSNames.
@@ -427,7 +431,7 @@ func CertificateFromOptions(o RequestOptions) *messages.Certificate {
 			SecretName: o.SecretName,
 			CommonName: o.CommonName,
 			DNSNames:   append([]string(nil), o.DNSNames...),
-			IssuerRef:  messages.IssuerRef{Name: o.Issuer},
+			IssuerRef:  messages.IssuerRef{Name: o.Issuer, Kind: o.IssuerKind},
 		},
 	}
 	if o.KeyAlgorithm != "" || o.KeySize != 0 {

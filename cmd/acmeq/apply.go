@@ -345,7 +345,8 @@ func newRequestCmd() *cobra.Command {
 		Use:   "request --issuer ISSUER --name NAME --dns NAME [--dns NAME ...]",
 		Short: "Request a certificate (create or update a Certificate)",
 		Example: `  acmeq request --issuer dev --name shop --dns shop.example.test --dns www.shop.example.test
-  acmeq request -n tenant-a --issuer letsencrypt --name wc --dns '*.example.com' --key-algorithm RSA --key-size 3072`,
+  acmeq request -n tenant-a --issuer letsencrypt --name wc --dns '*.example.com' --key-algorithm RSA --key-size 3072
+  acmeq request -n tenant-b --issuer-kind ClusterIssuer --issuer letsencrypt --name api --dns api.example.org`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, _, closeFn, err := newProducer(cmd.Context())
@@ -365,6 +366,7 @@ func newRequestCmd() *cobra.Command {
 	namespaceFlag(fs, &o.Namespace)
 	fs.StringVar(&o.Name, "name", "", "certificate name")
 	fs.StringVar(&o.Issuer, "issuer", "", "issuer name")
+	fs.StringVar(&o.IssuerKind, "issuer-kind", "", "Issuer (the default: in the certificate's namespace) or ClusterIssuer")
 	fs.StringSliceVar(&o.DNSNames, "dns", nil, "DNS name (repeat or comma-separate for more)")
 	fs.StringVar(&o.CommonName, "common-name", "", "optional common name (one of the DNS names)")
 	fs.StringVar(&o.KeyAlgorithm, "key-algorithm", "", "ECDSA (default) or RSA")

@@ -74,3 +74,39 @@ func TestDeleteClusterIssuer(t *testing.T) {
 		t.Errorf("get clusterissuers = %v, %q %q", err, getOut.String(), getErr.String())
 	}
 }
+
+// request --issuer-kind ClusterIssuer requests a certificate of a
+// ClusterIssuer from any namespace; another kind is refused before
+// anything is queued, naming the field and what it wants.
+func TestRequestIssuerKind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := dev.Start(ctx, dev.Options{Dir: t.TempDir(), Workers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	t.Setenv("ACMEQ_NATS_URL", env.Stack.NATS.URL)
+	t.Setenv("ACMEQ_SECRET_KEY", env.SecretKey)
+	if _, err := env.Producer.Apply(ctx, env.ClusterIssuerFor("shared")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "request", "-n", "tenant-b", "--issuer-kind", "ClusterIssuer", "--issuer", "shared", "--name", "api", "--dns", "api.example.org")
+	if code != 0 || out != "certificate/tenant-b/api created\n" {
+		t.Fatalf("request --issuer-kind ClusterIssuer: exit %d, %q, %s", code, out, errOut)
+	}
+	c := &messages.Certificate{}
+	if err := env.Store.Get(ctx, "tenant-b", "api", c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Spec.IssuerRef.IssuerKind() != messages.KindClusterIssuer || c.Spec.IssuerRef.Name != "shared" {
+		t.Errorf("issuerRef = %+v, want ClusterIssuer shared", c.Spec.IssuerRef)
+	}
+	code, _, errOut = runCLI(t, "request", "--issuer-kind", "Issuers", "--issuer", "shared", "--name", "bad", "--dns", "bad.example.org")
+	if code == 0 || !strings.Contains(errOut, `spec.issuerRef.kind: "Issuers" is not supported (want Issuer or ClusterIssuer)`) {
+		t.Errorf("request --issuer-kind Issuers: exit %d, %s", code, errOut)
+	}
+	if ok, _ := env.Store.Exists(ctx, messages.KindCertificate, dev.Namespace, "bad"); ok {
+		t.Error("a refused request was stored")
+	}
+}
