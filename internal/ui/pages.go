@@ -155,6 +155,10 @@ type certRow struct {
 }
 
 func describeLink(kind messages.Kind, ns, name string) string {
+	if messages.IsClusterScoped(kind) {
+		// No namespace: its path segment is the cluster scope token.
+		ns = messages.ClusterScope
+	}
 	return "/r/" + kind.Token() + "/" + url.PathEscape(ns) + "/" + url.PathEscape(name)
 }
 
@@ -320,9 +324,17 @@ func (s *Server) handleDescribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	if pe := validName("namespace", ns); pe != nil {
-		s.badParam(w, r, pe.param, "%s", pe.msg)
+	switch {
+	case messages.IsClusterScoped(kind) && ns != messages.ClusterScope:
+		s.badParam(w, r, "namespace", "a %s has no namespace: its path is /r/%s/%s/NAME", kind, kind.Token(), messages.ClusterScope)
 		return
+	case messages.IsClusterScoped(kind):
+		ns = ""
+	default:
+		if pe := validName("namespace", ns); pe != nil {
+			s.badParam(w, r, pe.param, "%s", pe.msg)
+			return
+		}
 	}
 	if pe := validName("name", name); pe != nil {
 		s.badParam(w, r, pe.param, "%s", pe.msg)
@@ -382,11 +394,13 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// issuerRow is one Issuer.
+// issuerRow is one Issuer or ClusterIssuer.
 type issuerRow struct {
-	Namespace, Name, Link, Ready, Reason, Message, Server, Age string
+	Kind, Namespace, Name, Link, Ready, Reason, Message, Server, Age string
 }
 
+// handleIssuers lists the ClusterIssuers, then the Issuers of every
+// namespace, as kubectl get clusterissuers,issuers -A would.
 func (s *Server) handleIssuers(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
@@ -394,24 +408,32 @@ func (s *Server) handleIssuers(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusServiceUnavailable, "Issuers unavailable", "The fleet view's store was opened without the Issuer bucket.")
 		return
 	}
-	objs, err := s.store.List(ctx, messages.KindIssuer, "")
-	if err != nil {
-		s.fail(w, r, http.StatusServiceUnavailable, "Store unavailable", "Listing issuers failed: "+err.Error())
-		return
-	}
 	now := s.cfg.Now()
 	var rows []issuerRow
-	for _, o := range objs {
-		iss := o.(*messages.Issuer)
-		row := issuerRow{Namespace: iss.Metadata.Namespace, Name: iss.Metadata.Name, Ready: string(messages.ConditionUnknown),
-			Link: describeLink(messages.KindIssuer, iss.Metadata.Namespace, iss.Metadata.Name), Age: view.Since(iss.Metadata.CreationTimestamp, now)}
-		if c := messages.GetCondition(iss.Status.Conditions, messages.ConditionReady); c != nil {
-			row.Ready, row.Reason, row.Message = string(c.Status), c.Reason, c.Message
+	for _, kind := range []messages.Kind{messages.KindClusterIssuer, messages.KindIssuer} {
+		if s.store.KV(kind) == nil {
+			continue // a store opened before ClusterIssuers existed
 		}
-		if iss.Spec.ACME != nil {
-			row.Server = iss.Spec.ACME.Server
+		objs, err := s.store.List(ctx, kind, "")
+		if err != nil {
+			s.fail(w, r, http.StatusServiceUnavailable, "Store unavailable", "Listing "+strings.ToLower(string(kind))+"s failed: "+err.Error())
+			return
 		}
-		rows = append(rows, row)
+		for _, o := range objs {
+			rows = append(rows, newIssuerRow(kind, o.(*messages.Issuer), now))
+		}
 	}
 	s.render(w, r, http.StatusOK, "issuers", rows)
+}
+
+func newIssuerRow(kind messages.Kind, iss *messages.Issuer, now time.Time) issuerRow {
+	row := issuerRow{Kind: string(kind), Namespace: iss.Metadata.Namespace, Name: iss.Metadata.Name, Ready: string(messages.ConditionUnknown),
+		Link: describeLink(kind, iss.Metadata.Namespace, iss.Metadata.Name), Age: view.Since(iss.Metadata.CreationTimestamp, now)}
+	if c := messages.GetCondition(iss.Status.Conditions, messages.ConditionReady); c != nil {
+		row.Ready, row.Reason, row.Message = string(c.Status), c.Reason, c.Message
+	}
+	if iss.Spec.ACME != nil {
+		row.Server = iss.Spec.ACME.Server
+	}
+	return row
 }

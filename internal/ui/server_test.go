@@ -197,6 +197,27 @@ func TestPages(t *testing.T) {
 	}
 	mustContain(t, "/issuers", body, `href="/r/issuer/default/dev"`, `ready-true`)
 
+	// ClusterIssuers are listed too, without a namespace, and described
+	// under the cluster scope token.
+	if _, err := f.env.Producer.Apply(f.ctx, f.env.ClusterIssuerFor("shared")); err != nil {
+		t.Fatal(err)
+	}
+	stacktest.Eventually(t, 30*time.Second, func() error {
+		_, body = f.get(t, "/issuers")
+		if !strings.Contains(body, `<td>ClusterIssuer</td><td><span class="muted">(cluster)</span></td><td><a href="/r/clusterissuer/_/shared">shared</a></td><td><span class="badge ready-true">`) {
+			return fmt.Errorf("/issuers lacks the Ready ClusterIssuer shared:\n%s", body)
+		}
+		return nil
+	})
+	code, body = f.get(t, "/r/clusterissuer/_/shared")
+	if code != 200 {
+		t.Fatalf("/r/clusterissuer/_/shared: %d\n%s", code, body)
+	}
+	mustContain(t, "describe clusterissuer", body, "<h1>ClusterIssuer shared</h1>", "ACMEAccountRegistered")
+	if code, body = f.get(t, "/r/clusterissuer/default/shared"); code != http.StatusBadRequest || !strings.Contains(body, "a ClusterIssuer has no namespace") {
+		t.Errorf("/r/clusterissuer/default/shared: %d, want 400 saying it has no namespace:\n%s", code, body)
+	}
+
 	code, body = f.get(t, "/scheduler")
 	if code != 200 {
 		t.Fatalf("/scheduler: %d\n%s", code, body)
