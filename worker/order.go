@@ -32,6 +32,9 @@ type orderRun struct {
 	order *messages.Order
 	cl    *acmeclient.Client
 	iss   *messages.Issuer
+	// created: this delivery created the order at the CA, so its
+	// challenges are most likely not stored yet (see ensureChallenge).
+	created bool
 }
 
 // commit is the one guarded write of the order's status.
@@ -150,7 +153,11 @@ func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
 		}
 		o.Status.Authorizations = append(o.Status.Authorizations, ma)
 	}
-	return Done(), r.commit(ctx)
+	if err := r.commit(ctx); err != nil {
+		return Done(), err
+	}
+	r.created = true
+	return Done(), nil
 }
 
 // pending makes sure every pending authorization has its Challenge, queued
@@ -213,16 +220,20 @@ type badSolverError struct{ msg string }
 func (e *badSolverError) Error() string { return e.msg }
 
 // ensureChallenge returns the Challenge of authorization i, creating it
-// (once: Create semantics) when missing.
+// (once: Create semantics) when missing. Right after the order was created
+// at the CA it creates without reading first: the Create fails on a
+// challenge that is there after all, which is then read.
 func (r *orderRun) ensureChallenge(ctx context.Context, i int, a messages.ACMEAuthorization) (*messages.Challenge, error) {
 	w, order := r.w, r.order
 	ns, name := order.Metadata.Namespace, ChallengeName(order.Metadata.Name, i)
 	ch := &messages.Challenge{}
-	err := w.store.Get(ctx, ns, name, ch)
-	if err == nil || !errors.Is(err, store.ErrNotFound) {
-		return ch, err
+	if !r.created {
+		err := w.store.Get(ctx, ns, name, ch)
+		if err == nil || !errors.Is(err, store.ErrNotFound) {
+			return ch, err
+		}
 	}
-	ch, err = buildChallenge(r.cl, r.iss, order, i, a)
+	ch, err := buildChallenge(r.cl, r.iss, order, i, a)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +243,7 @@ func (r *orderRun) ensureChallenge(ctx context.Context, i int, a messages.ACMEAu
 		w.record(ctx, order, messages.EventNormal, messages.ReasonCreated, fmt.Sprintf("Created Challenge resource %q for domain %q", name, ch.Spec.DNSName))
 		return ch, nil
 	case errors.Is(err, store.ErrExists):
+		ch = &messages.Challenge{}
 		return ch, w.store.Get(ctx, ns, name, ch)
 	}
 	return nil, err
