@@ -110,7 +110,15 @@ func (w *Worker) ensureOrder(ctx context.Context, cr *messages.CertificateReques
 	ns := cr.Metadata.Namespace
 	orderName := OrderName(cr.Metadata.Name, spec)
 	order := &messages.Order{}
-	err := w.store.Get(ctx, ns, orderName, order)
+	// A request never handled before (no Ready condition yet) has no
+	// Order yet, as a rule: create it without reading first. The Create
+	// fails on one that is there after all (a crash after it), which is
+	// then read.
+	fresh := messages.GetCondition(cr.Status.Conditions, messages.ConditionReady) == nil
+	err := store.ErrNotFound
+	if !fresh {
+		err = w.store.Get(ctx, ns, orderName, order)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		iss, err := w.acme.issuer(ctx, ns, cr.Spec.IssuerRef)
 		if errors.Is(err, store.ErrNotFound) {
@@ -129,10 +137,17 @@ func (w *Worker) ensureOrder(ctx context.Context, cr *messages.CertificateReques
 				OwnerReference: &messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name}},
 			Spec: spec,
 		}
-		if err := w.store.Create(ctx, order); err != nil && !errors.Is(err, store.ErrExists) {
-			return nil, Done(), err
-		} else if err == nil {
+		err = w.store.Create(ctx, order)
+		switch {
+		case err == nil:
 			w.record(ctx, cr, messages.EventNormal, messages.ReasonOrderCreated, fmt.Sprintf("Created Order resource %s/%s", ns, orderName))
+		case errors.Is(err, store.ErrExists) && fresh:
+			order = &messages.Order{}
+			if err := w.store.Get(ctx, ns, orderName, order); err != nil {
+				return nil, Done(), err
+			}
+		case !errors.Is(err, store.ErrExists):
+			return nil, Done(), err
 		}
 	} else if err != nil {
 		return nil, Done(), err
