@@ -52,7 +52,9 @@ func (r *orderRun) commit(ctx context.Context) error {
 // request is woken.
 func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition) (Outcome, error) {
 	order := &messages.Order{}
-	if err := w.store.Get(ctx, t.Namespace, t.Name, order); err != nil {
+	if err := w.store.Get(ctx, t.Namespace, t.Name, order); errors.Is(err, store.ErrNotFound) && t.Action == messages.ActionChild {
+		return Done(), w.removeOrphan(ctx, t)
+	} else if err != nil {
 		return Done(), err
 	}
 	if order.Status.State.Final() {
@@ -88,6 +90,29 @@ func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition) (Out
 		return w.orderFinal(ctx, order)
 	}
 	return Done(), fmt.Errorf("order %s/%s: unexpected state %q", order.Metadata.Namespace, order.Metadata.Name, order.Status.State)
+}
+
+// removeOrphan removes the finished challenge that woke an order which is
+// gone (its request was cancelled or pruned while the challenge worked):
+// nothing else would. The challenge tells its order without checking that
+// it still exists, which costs a read per challenge; the order's consumer
+// cleans up after the rare one whose order is gone.
+func (w *Worker) removeOrphan(ctx context.Context, t messages.Transition) error {
+	if t.Cause == "" {
+		return nil
+	}
+	ch := &messages.Challenge{}
+	if err := w.store.Get(ctx, t.Namespace, t.Cause, ch); errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	o := ch.Metadata.OwnerReference
+	if o == nil || o.Kind != messages.KindOrder || o.Namespace != t.Namespace || o.Name != t.Name || ChallengePhase(ch.Status) != PhaseDone {
+		return nil
+	}
+	logger(ctx).Debug("removing the challenge of a removed order", "challenge", t.Cause)
+	return w.store.Delete(ctx, messages.KindChallenge, t.Namespace, t.Cause)
 }
 
 // replacesRefused reports whether the CA answered a new order that named
