@@ -534,7 +534,8 @@ func solverChallenge(ch *messages.Challenge) solvers.Challenge {
 
 // challengeDone frees the slot and lock of a finished challenge, lets the
 // next one start, and wakes its order. A challenge whose order is gone (the
-// request was cancelled or pruned while it worked) removes itself.
+// request was cancelled or pruned while it worked) is removed by the
+// order's consumer when the wake-up finds no order (removeOrphan).
 func (w *Worker) challengeDone(ctx context.Context, ch *messages.Challenge, id string) error {
 	if _, err := w.sched.Release(context.WithoutCancel(ctx), id); err != nil {
 		return err
@@ -543,11 +544,6 @@ func (w *Worker) challengeDone(ctx context.Context, ch *messages.Challenge, id s
 	o := ch.Metadata.OwnerReference
 	if o == nil {
 		return nil
-	}
-	if ok, err := w.store.Exists(ctx, messages.KindOrder, o.Namespace, o.Name); err != nil {
-		return err
-	} else if !ok {
-		return w.store.Delete(ctx, messages.KindChallenge, ch.Metadata.Namespace, ch.Metadata.Name)
 	}
 	return w.publish(ctx, messages.KindOrder, o.Namespace, o.Name, messages.ActionChild, ch.Metadata.Name, incarnation(&ch.Metadata)+"-"+string(ch.Status.State))
 }

@@ -35,7 +35,7 @@ var reconcilers = map[messages.Kind]reconciler{
 // message past AckWait, so two workers never run the same step at once.
 // Each finished step calls progress, which extends that deadline and tells
 // JetStream the message is still in hand (InProgress).
-func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.Msg) {
+func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.Msg, received time.Time) {
 	var delivered uint64 = 1
 	var seq uint64
 	if md, err := msg.Metadata(); err == nil {
@@ -49,7 +49,7 @@ func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.M
 	start := time.Now()
 	defer func() { w.metrics.handleTime.WithLabelValues(kind.Token()).Observe(time.Since(start).Seconds()) }()
 	log := w.log.With("kind", string(t.Kind), "namespace", t.Namespace, "name", t.Name, "action", string(t.Action))
-	hctx, stop := w.handlerContext(withLogger(context.WithValue(ctx, deliveredKey{}, delivered), log), msg)
+	hctx, stop := w.handlerContext(withLogger(context.WithValue(ctx, deliveredKey{}, delivered), log), msg, received)
 	defer stop()
 
 	out, err := w.run(hctx, kind, t, msg, seq)
@@ -131,13 +131,18 @@ func decodeMessage(kind messages.Kind, msg jetstream.Msg) (messages.Transition, 
 }
 
 // handlerContext returns the handler's context, cancelled after StepTimeout
-// without progress, and the function that releases it.
-func (w *Worker) handlerContext(ctx context.Context, msg jetstream.Msg) (context.Context, func()) {
+// without progress, and the function that releases it. received is when
+// the message arrived: its AckWait has run since about then.
+func (w *Worker) handlerContext(ctx context.Context, msg jetstream.Msg, received time.Time) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(w.cfg.StepTimeout, func() {
 		cancel(fmt.Errorf("%w: no progress for %s", context.DeadlineExceeded, w.cfg.StepTimeout))
 	})
-	p := &progressor{msg: msg, timer: timer, d: w.cfg.StepTimeout}
+	// The message was just delivered: its AckWait started then, so the
+	// first InProgress is due StepTimeout/4 after that, not at the first
+	// step (most handlers finish well within it, and an InProgress sent
+	// at their first step extends nothing).
+	p := &progressor{msg: msg, timer: timer, d: w.cfg.StepTimeout, last: received}
 	return context.WithValue(ctx, progressKey{}, p), func() { timer.Stop(); cancel(nil) }
 }
 
@@ -162,7 +167,8 @@ type progressor struct {
 
 // progress tells the handler's deadline and JetStream that a step
 // finished: the handler gets another StepTimeout, and the message's
-// AckWait starts again (InProgress, sent at most every StepTimeout/4).
+// AckWait starts again (InProgress, sent at most every StepTimeout/4,
+// counted from the message's arrival).
 func progress(ctx context.Context) {
 	p, ok := ctx.Value(progressKey{}).(*progressor)
 	if !ok {

@@ -32,6 +32,9 @@ type orderRun struct {
 	order *messages.Order
 	cl    *acmeclient.Client
 	iss   *messages.Issuer
+	// created: this delivery created the order at the CA, so its
+	// challenges are most likely not stored yet (see ensureChallenge).
+	created bool
 }
 
 // commit is the one guarded write of the order's status.
@@ -49,7 +52,9 @@ func (r *orderRun) commit(ctx context.Context) error {
 // request is woken.
 func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition) (Outcome, error) {
 	order := &messages.Order{}
-	if err := w.store.Get(ctx, t.Namespace, t.Name, order); err != nil {
+	if err := w.store.Get(ctx, t.Namespace, t.Name, order); errors.Is(err, store.ErrNotFound) && t.Action == messages.ActionChild {
+		return Done(), w.removeOrphan(ctx, t)
+	} else if err != nil {
 		return Done(), err
 	}
 	if order.Status.State.Final() {
@@ -85,6 +90,29 @@ func (w *Worker) reconcileOrder(ctx context.Context, t messages.Transition) (Out
 		return w.orderFinal(ctx, order)
 	}
 	return Done(), fmt.Errorf("order %s/%s: unexpected state %q", order.Metadata.Namespace, order.Metadata.Name, order.Status.State)
+}
+
+// removeOrphan removes the finished challenge that woke an order which is
+// gone (its request was cancelled or pruned while the challenge worked):
+// nothing else would. The challenge tells its order without checking that
+// it still exists, which costs a read per challenge; the order's consumer
+// cleans up after the rare one whose order is gone.
+func (w *Worker) removeOrphan(ctx context.Context, t messages.Transition) error {
+	if t.Cause == "" {
+		return nil
+	}
+	ch := &messages.Challenge{}
+	if err := w.store.Get(ctx, t.Namespace, t.Cause, ch); errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	o := ch.Metadata.OwnerReference
+	if o == nil || o.Kind != messages.KindOrder || o.Namespace != t.Namespace || o.Name != t.Name || ChallengePhase(ch.Status) != PhaseDone {
+		return nil
+	}
+	logger(ctx).Debug("removing the challenge of a removed order", "challenge", t.Cause)
+	return w.store.Delete(ctx, messages.KindChallenge, t.Namespace, t.Cause)
 }
 
 // replacesRefused reports whether the CA answered a new order that named
@@ -150,7 +178,11 @@ func (r *orderRun) newOrder(ctx context.Context) (Outcome, error) {
 		}
 		o.Status.Authorizations = append(o.Status.Authorizations, ma)
 	}
-	return Done(), r.commit(ctx)
+	if err := r.commit(ctx); err != nil {
+		return Done(), err
+	}
+	r.created = true
+	return Done(), nil
 }
 
 // pending makes sure every pending authorization has its Challenge, queued
@@ -213,16 +245,20 @@ type badSolverError struct{ msg string }
 func (e *badSolverError) Error() string { return e.msg }
 
 // ensureChallenge returns the Challenge of authorization i, creating it
-// (once: Create semantics) when missing.
+// (once: Create semantics) when missing. Right after the order was created
+// at the CA it creates without reading first: the Create fails on a
+// challenge that is there after all, which is then read.
 func (r *orderRun) ensureChallenge(ctx context.Context, i int, a messages.ACMEAuthorization) (*messages.Challenge, error) {
 	w, order := r.w, r.order
 	ns, name := order.Metadata.Namespace, ChallengeName(order.Metadata.Name, i)
 	ch := &messages.Challenge{}
-	err := w.store.Get(ctx, ns, name, ch)
-	if err == nil || !errors.Is(err, store.ErrNotFound) {
-		return ch, err
+	if !r.created {
+		err := w.store.Get(ctx, ns, name, ch)
+		if err == nil || !errors.Is(err, store.ErrNotFound) {
+			return ch, err
+		}
 	}
-	ch, err = buildChallenge(r.cl, r.iss, order, i, a)
+	ch, err := buildChallenge(r.cl, r.iss, order, i, a)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +268,7 @@ func (r *orderRun) ensureChallenge(ctx context.Context, i int, a messages.ACMEAu
 		w.record(ctx, order, messages.EventNormal, messages.ReasonCreated, fmt.Sprintf("Created Challenge resource %q for domain %q", name, ch.Spec.DNSName))
 		return ch, nil
 	case errors.Is(err, store.ErrExists):
+		ch = &messages.Challenge{}
 		return ch, w.store.Get(ctx, ns, name, ch)
 	}
 	return nil, err

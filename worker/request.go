@@ -38,7 +38,15 @@ func OrderName(crName string, spec messages.OrderSpec) string {
 }
 
 func orderSpecFor(cr *messages.CertificateRequest) (messages.OrderSpec, error) {
-	csr, err := parseCSR(cr.Spec.Request)
+	return orderSpec(cr, true)
+}
+
+// orderSpec is the Order spec of a request; verify checks the CSR's
+// signature, which the request's first handling did already: its spec is
+// immutable, and a request with a Ready condition got it after the check
+// passed (one that failed it is final).
+func orderSpec(cr *messages.CertificateRequest, verify bool) (messages.OrderSpec, error) {
+	csr, err := parseCSRVerify(cr.Spec.Request, verify)
 	if err != nil {
 		return messages.OrderSpec{}, err
 	}
@@ -51,6 +59,10 @@ func orderSpecFor(cr *messages.CertificateRequest) (messages.OrderSpec, error) {
 }
 
 func parseCSR(p string) (*x509.CertificateRequest, error) {
+	return parseCSRVerify(p, true)
+}
+
+func parseCSRVerify(p string, verify bool) (*x509.CertificateRequest, error) {
 	blk, _ := pem.Decode([]byte(p))
 	if blk == nil {
 		return nil, errors.New("spec.request: no PEM CERTIFICATE REQUEST")
@@ -58,6 +70,9 @@ func parseCSR(p string) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(blk.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("spec.request: %w", err)
+	}
+	if !verify {
+		return csr, nil
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("spec.request: %w", err)
@@ -76,7 +91,9 @@ func (w *Worker) reconcileRequest(ctx context.Context, t messages.Transition) (O
 		// Final; make sure the owner heard (deduplicated if it did).
 		return Done(), w.wakeCertificate(ctx, cr)
 	}
-	spec, err := orderSpecFor(cr)
+	// Only its first handling checks the CSR's signature (a public-key
+	// verification, too costly to repeat on every delivery).
+	spec, err := orderSpec(cr, messages.GetCondition(cr.Status.Conditions, messages.ConditionReady) == nil)
 	if err != nil {
 		return w.failRequest(ctx, cr, fmt.Sprintf("Failed to build order: %v", err))
 	}
@@ -110,7 +127,15 @@ func (w *Worker) ensureOrder(ctx context.Context, cr *messages.CertificateReques
 	ns := cr.Metadata.Namespace
 	orderName := OrderName(cr.Metadata.Name, spec)
 	order := &messages.Order{}
-	err := w.store.Get(ctx, ns, orderName, order)
+	// A request never handled before (no Ready condition yet) has no
+	// Order yet, as a rule: create it without reading first. The Create
+	// fails on one that is there after all (a crash after it), which is
+	// then read.
+	fresh := messages.GetCondition(cr.Status.Conditions, messages.ConditionReady) == nil
+	err := store.ErrNotFound
+	if !fresh {
+		err = w.store.Get(ctx, ns, orderName, order)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		iss, err := w.acme.issuer(ctx, ns, cr.Spec.IssuerRef)
 		if errors.Is(err, store.ErrNotFound) {
@@ -129,10 +154,17 @@ func (w *Worker) ensureOrder(ctx context.Context, cr *messages.CertificateReques
 				OwnerReference: &messages.ObjectReference{Kind: messages.KindCertificateRequest, Namespace: ns, Name: cr.Metadata.Name}},
 			Spec: spec,
 		}
-		if err := w.store.Create(ctx, order); err != nil && !errors.Is(err, store.ErrExists) {
-			return nil, Done(), err
-		} else if err == nil {
+		err = w.store.Create(ctx, order)
+		switch {
+		case err == nil:
 			w.record(ctx, cr, messages.EventNormal, messages.ReasonOrderCreated, fmt.Sprintf("Created Order resource %s/%s", ns, orderName))
+		case errors.Is(err, store.ErrExists) && fresh:
+			order = &messages.Order{}
+			if err := w.store.Get(ctx, ns, orderName, order); err != nil {
+				return nil, Done(), err
+			}
+		case !errors.Is(err, store.ErrExists):
+			return nil, Done(), err
 		}
 	} else if err != nil {
 		return nil, Done(), err

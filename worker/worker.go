@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
@@ -176,11 +177,14 @@ func (w *Worker) consume(ctx, runCtx context.Context, k messages.Kind) error {
 	}
 	sem := make(chan struct{}, w.cfg.Concurrency)
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		// JetStream's AckWait for the message runs from its delivery, a
+		// moment before now (see progressor).
+		received := time.Now()
 		sem <- struct{}{}
 		w.inflight.Add(1)
 		go func() {
 			defer func() { <-sem; w.inflight.Done() }()
-			w.handle(runCtx, k, msg)
+			w.handle(runCtx, k, msg, received)
 		}()
 	}, jetstream.PullMaxMessages(w.cfg.Concurrency*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {

@@ -3,20 +3,22 @@ package bench
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestSmoke runs the whole benchmark on a handful of certificates: every
-// run completes on both sides (with 30% of nonces rejected too), the
-// cost is counted, nothing is dead-lettered, and the report has every
-// figure. The figures themselves are for `acmeq bench`, not for a test.
+// TestSmoke runs the whole benchmark on a handful of certificates, with CPU
+// profiles: every run completes on both sides (with 30% of nonces rejected
+// too), every process of acmeq's side was profiled, the cost is counted,
+// nothing is dead-lettered, and the report has every figure. The figures themselves are for `acmeq bench`, not for a test.
 func TestSmoke(t *testing.T) {
 	const n = 4
 	var progress strings.Builder
-	rep, err := Run(t.Context(), Options{N: n, Rounds: 1, LatencySamples: 3, Timeout: 2 * time.Minute, Progress: &progress})
+	profDir := t.TempDir()
+	rep, err := Run(t.Context(), Options{N: n, Rounds: 1, LatencySamples: 3, Timeout: 2 * time.Minute, Progress: &progress, CPUProfileDir: profDir})
 	t.Logf("progress:\n%s", progress.String())
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +36,12 @@ func TestSmoke(t *testing.T) {
 		}
 		if r.Mode != ModeLatency && r.Mode != ModeBreakdown && (r.CPU <= 0 || r.CACPU <= 0) {
 			t.Errorf("%s: client CPU %s, CA CPU %s: not measured", r.name(), r.CPU, r.CACPU)
+		}
+	}
+	for _, proc := range []string{"nats-server", "worker-0", "http01"} {
+		path := rd.Acmeq.Profiles[proc]
+		if st, err := os.Stat(path); path == "" || err != nil || st.Size() == 0 {
+			t.Errorf("no CPU profile of %s (profiles %v): %v", proc, rd.Acmeq.Profiles, err)
 		}
 	}
 	if rd.Acmeq.RedisCPU <= 0 || len(rd.Acmeq.ByProcess) != 5 {

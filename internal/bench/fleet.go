@@ -123,6 +123,10 @@ type fleet struct {
 	responder *stack.Process
 	workers   []*stack.Process
 	profiles  map[string]string
+	// natsProf is nats-server's profiling port (0: not profiled) and
+	// natsProfDone is closed once its CPU profile is written.
+	natsProf     int
+	natsProfDone chan error
 
 	t         *tools
 	cfg       fleetConfig
@@ -156,7 +160,14 @@ func startFleet(ctx context.Context, t *tools, cfg fleetConfig) (f *fleet, err e
 	if f.ca, err = startCA(t, f.dir, httpPort, cfg.nonceReject); err != nil {
 		return nil, err
 	}
-	if f.nats, err = stack.StartNATSProcess(t.nats, filepath.Join(f.dir, "nats"), filepath.Join(f.dir, "nats-server.log")); err != nil {
+	var natsArgs []string
+	if cfg.profile != nil && t.profiling {
+		if f.natsProf, err = stack.FreePort(); err != nil {
+			return nil, err
+		}
+		natsArgs = []string{"--profile", strconv.Itoa(f.natsProf)}
+	}
+	if f.nats, err = stack.StartNATSProcess(t.nats, filepath.Join(f.dir, "nats"), filepath.Join(f.dir, "nats-server.log"), natsArgs...); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	if f.redis, err = stack.StartRedis(filepath.Join(f.dir, "redis")); err != nil {
@@ -358,10 +369,48 @@ func (f *fleet) startProfiles() {
 			_ = p.Signal(syscall.SIGUSR1)
 		}
 	}
+	if f.natsProf != 0 {
+		path := f.cfg.profile("nats-server")
+		f.profiles["nats-server"] = path
+		f.natsProfDone = make(chan error, 1)
+		go func() { f.natsProfDone <- f.natsProfile(path) }()
+	}
+}
+
+// natsProfileSeconds is how long nats-server's CPU profile runs from the
+// start of a run: its pprof endpoint profiles for a fixed time, so the
+// profile covers the first seconds of the run, not exactly the run.
+const natsProfileSeconds = 3
+
+// natsProfile writes nats-server's CPU profile (pprof over HTTP, the
+// server's --profile port) to path.
+func (f *fleet) natsProfile(path string) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", f.natsProf, natsProfileSeconds)
+	hc := &http.Client{Timeout: natsProfileSeconds*time.Second + 10*time.Second}
+	res, err := hc.Get(url)
+	if err != nil {
+		return fmt.Errorf("bench: nats-server CPU profile: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("bench: nats-server CPU profile: %s", res.Status)
+	}
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return fmt.Errorf("bench: nats-server CPU profile: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("bench: nats-server CPU profile: %w", err)
+	}
+	return nil
 }
 
 func (f *fleet) stopProfiles() error {
 	var errs []error
+	if f.natsProfDone != nil {
+		errs = append(errs, <-f.natsProfDone)
+		f.natsProfDone = nil
+	}
 	for name, p := range f.acmeqProcesses() {
 		path := f.profiles[name]
 		if path == "" {

@@ -94,7 +94,8 @@ type Options struct {
 	// CPUProfileDir, if set, receives a CPU profile of the timed part of
 	// each clean throughput run: baseline-<round>.pprof (the bench
 	// process) and acmeq-<round>-<process>.pprof (worker-0, worker-1, ...,
-	// http01). A run repeated after a Pebble hang overwrites its files.
+	// http01, and nats-server: its first natsProfileSeconds, through its
+	// pprof port). A run repeated after a Pebble hang overwrites its files.
 	// acmeq's processes are profiled only when the bench built acmeq
 	// (AcmeqBinary empty).
 	CPUProfileDir string
