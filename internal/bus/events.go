@@ -21,7 +21,7 @@ type EventsOptions struct {
 }
 
 // ReadEvents returns the events stored so far that match o, oldest first,
-// using an ordered consumer (no server-side state is left behind).
+// using an ordered consumer that is deleted when it returns.
 func ReadEvents(ctx context.Context, js jetstream.JetStream, o EventsOptions) ([]messages.Event, error) {
 	var out []messages.Event
 	err := FollowEvents(ctx, js, o, false, func(e messages.Event) { out = append(out, e) })
@@ -42,10 +42,11 @@ func FollowEvents(ctx context.Context, js jetstream.JetStream, o EventsOptions, 
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &t
 	}
-	cons, err := js.OrderedConsumer(ctx, messages.EventStream, cfg)
+	cons, done, err := OrderedEventConsumer(ctx, js, cfg)
 	if err != nil {
 		return fmt.Errorf("bus: read events %s: %w", filter, err)
 	}
+	defer done()
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("bus: read events %s: %w", filter, err)
@@ -81,4 +82,36 @@ func FollowEvents(ctx context.Context, js jetstream.JetStream, o EventsOptions, 
 			}
 		}
 	}
+}
+
+// EventReaderInactiveThreshold is how long the server keeps an event
+// reader's consumer that nobody reads any more (a reader that died before
+// deleting it). nats.go's default for ordered consumers is 5 minutes, and
+// nats-server allows 1,000 consumers per stream: a fleet view or a script
+// reading events a few times a second would reach that limit, and every
+// event read would be refused ("maximum consumers limit reached").
+const EventReaderInactiveThreshold = 10 * time.Second
+
+// OrderedEventConsumer creates an ordered consumer on the event stream for
+// one reader, and returns the function that deletes it when the reader is
+// done (best effort: one left behind goes after
+// EventReaderInactiveThreshold).
+func OrderedEventConsumer(ctx context.Context, js jetstream.JetStream, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, func(), error) {
+	if cfg.InactiveThreshold == 0 {
+		cfg.InactiveThreshold = EventReaderInactiveThreshold
+	}
+	cons, err := js.OrderedConsumer(ctx, messages.EventStream, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := func() {
+		info := cons.CachedInfo()
+		if info == nil {
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(dctx, messages.EventStream, info.Name)
+	}
+	return cons, done, nil
 }

@@ -81,12 +81,13 @@ func (s *Server) recentEvents(ctx context.Context, filter string, n int, filtere
 	if last >= window && last-window+1 > start {
 		start = last - window + 1
 	}
-	cons, err := s.js.OrderedConsumer(ctx, messages.EventStream, jetstream.OrderedConsumerConfig{
+	cons, done, err := bus.OrderedEventConsumer(ctx, s.js, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ui: events: %w", err)
 	}
+	defer done()
 	var out []messages.Event
 	for {
 		batch, err := cons.FetchNoWait(256)
