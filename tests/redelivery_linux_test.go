@@ -4,6 +4,9 @@ package tests
 
 import (
 	"context"
+	"net"
+	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,12 +21,18 @@ import (
 // at another worker within ACMEQ_ACK_WAIT (its default, 10 s) plus a
 // margin, because the dead worker's messages are redelivered then (a live
 // worker extends its messages with InProgress at every step instead).
+//
+// The victim's HTTP-01 self-check goes to a port that accepts and never
+// answers, so every challenge it presents stays in its hands (a
+// challenge's steps otherwise take milliseconds, and a victim killed "while
+// working" held nothing more often than not); the other workers
+// self-check against the real responder.
 func TestKilledWorkerMessagesRedeliveredWithinAckWait(t *testing.T) {
 	env, ctx := setup(t, -1)
 	// Default AckWait and lease; a short self-check interval so that no
 	// challenge legitimately waits longer than the redelivery.
 	fast := []string{"ACMEQ_SELF_CHECK_INTERVAL=1s"}
-	victim := startWorker(t, env, "victim", fast...)
+	victim := startWorker(t, env, "victim", append(fast, "ACMEQ_HTTP01_SELF_CHECK_PORT="+strconv.Itoa(silentPort(t)))...)
 	waitStarted(t, victim)
 	others := []*workerProc{startWorker(t, env, "other-1", fast...), startWorker(t, env, "other-2", fast...)}
 	for _, p := range others {
@@ -98,6 +107,38 @@ func TestKilledWorkerMessagesRedeliveredWithinAckWait(t *testing.T) {
 		}
 	}
 	t.Logf("victim held %d challenges when killed; the last moved on %s after the kill", len(held), worst.Round(time.Millisecond))
+}
+
+// silentPort listens on a loopback port that accepts connections and never
+// answers, until the test ends.
+func silentPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // victimHeld returns the challenges whose last event came from reporter
