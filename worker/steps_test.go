@@ -11,12 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/acme"
 
 	"github.com/acmeq/acmeq/internal/bus"
-	"github.com/acmeq/acmeq/internal/stack"
 	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
@@ -56,17 +54,7 @@ type stepEnv struct {
 
 func newStepEnv(t *testing.T) *stepEnv {
 	t.Helper()
-	n, err := stack.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatalf("start nats: %v", err)
-	}
-	t.Cleanup(n.Shutdown)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js := stacktest.JetStream(t)
 	ctx := context.Background()
 	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/acmeq/acmeq/internal/bus"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/messages"
 )
 
@@ -19,7 +20,7 @@ func TestReadEventsLeavesNoConsumer(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	js := jetStream(t)
+	js := stacktest.JetStream(t)
 	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,37 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/acmeq/acmeq/internal/bus"
-	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/messages"
 )
-
-func jetStream(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	srv, err := stack.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 // An existing stream with other replicas is reported with its name and
 // both counts, and left as it is; zero accepts it.
 func TestEnsureStreamsReplicasMismatch(t *testing.T) {
-	js := jetStream(t)
+	js := stacktest.JetStream(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := bus.EnsureStreams(ctx, js, bus.Config{Replicas: 1}); err != nil {
@@ -71,7 +49,7 @@ func TestEnsureStreamsReplicasMismatch(t *testing.T) {
 // Three replicas on a server that is not clustered is a prompt error that
 // names ACMEQ_REPLICAS, not a hang.
 func TestEnsureStreamsReplicasUnplaceable(t *testing.T) {
-	js := jetStream(t)
+	js := stacktest.JetStream(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	err := bus.EnsureStreams(ctx, js, bus.Config{Replicas: 3})
@@ -92,7 +70,7 @@ func TestEnsureStreamsReplicasUnplaceable(t *testing.T) {
 // not update streams (nats-server races them with consumer creation), and
 // a producer allowed only to read the configuration must get through.
 func TestEnsureStreamsSecondCallUpdatesNothing(t *testing.T) {
-	js := jetStream(t)
+	js := stacktest.JetStream(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := bus.EnsureStreams(ctx, js, bus.Config{Replicas: 1}); err != nil {

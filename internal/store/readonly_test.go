@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/messages"
 )
 
@@ -20,24 +17,14 @@ import (
 // it reads what the writer wrote, watch entries included.
 func TestOpenReadOnly(t *testing.T) {
 	t.Parallel()
-	n, err := stack.StartNATS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Shutdown)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js := stacktest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	sealer, _ := NewSealer(key)
 
-	_, err = OpenReadOnly(ctx, js, sealer, messages.KindCertificate, messages.KindSecret)
+	_, err := OpenReadOnly(ctx, js, sealer, messages.KindCertificate, messages.KindSecret)
 	if !errors.Is(err, ErrBucketNotFound) || !strings.Contains(err.Error(), "ACMEQ_CERTIFICATES") {
 		t.Fatalf("OpenReadOnly before any worker: %v", err)
 	}

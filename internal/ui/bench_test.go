@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 )
@@ -146,17 +145,7 @@ func BenchmarkListPage(b *testing.B) {
 // BenchmarkIndexSync: the index's first pass over a real Certificate
 // bucket of 100,000 certificates in an in-process nats-server.
 func BenchmarkIndexSync(b *testing.B) {
-	n, err := stack.StartNATS(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Shutdown()
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := stacktest.JetStream(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	st, err := store.Open(ctx, js, nil, store.Config{})

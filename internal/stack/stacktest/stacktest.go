@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/acmeq/acmeq/internal/stack"
 )
 
@@ -53,4 +56,26 @@ func EventuallyTrue(t testing.TB, timeout time.Duration, what string, cond func(
 		}
 		return fmt.Errorf("waiting for %s", what)
 	})
+}
+
+// JetStream starts an in-process NATS server with JetStream in a temporary
+// directory of t, connects to it, and returns the JetStream context; the
+// connection and the server end with the test.
+func JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	n, err := stack.StartNATS(t.TempDir())
+	if err != nil {
+		t.Fatalf("stacktest: %v", err)
+	}
+	t.Cleanup(n.Shutdown)
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		t.Fatalf("stacktest: connect to nats: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("stacktest: jetstream: %v", err)
+	}
+	return js
 }
