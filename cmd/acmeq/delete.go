@@ -127,6 +127,15 @@ func runDelete(cmd *cobra.Command, kind messages.Kind, name string, o deleteOpti
 	return deleteOrder(ctx, out, errOut, st, bus.New(js, "acmeq-cli"), o.namespace, name, o.wait)
 }
 
+// firstFew lists up to five names, and how many more there are.
+func firstFew(names []string) string {
+	const most = 5
+	if len(names) <= most {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
+}
+
 // deleteOrder retries an order as cert-manager users do, by deleting it.
 //
 // It deletes the Order's Challenges (so the new order's start fresh) and
@@ -272,21 +281,14 @@ func deleteIssuer(ctx context.Context, out, errOut io.Writer, st *store.Store, n
 	}
 	var users []string
 	for _, o := range certs {
-		if c := o.(*messages.Certificate); c.Spec.IssuerRef.Name == name {
-			users = append(users, c.Metadata.Name)
+		// A ClusterIssuer of the same name is another resource.
+		if r := o.(*messages.Certificate).Spec.IssuerRef; r.IssuerKind() == messages.KindIssuer && r.Name == name {
+			users = append(users, o.GetMeta().Name)
 		}
 	}
 	if len(users) > 0 && !force {
-		shown := users
-		if len(shown) > 5 {
-			shown = shown[:5]
-		}
-		more := ""
-		if len(users) > len(shown) {
-			more = fmt.Sprintf(" and %d more", len(users)-len(shown))
-		}
-		return exitError{code: 1, msg: fmt.Sprintf("delete: issuer %q is referred to by %d Certificate(s) in namespace %q (%s%s): delete them first, or use --force (they then wait for an issuer of that name)",
-			name, len(users), ns, strings.Join(shown, ", "), more)}
+		return exitError{code: 1, msg: fmt.Sprintf("delete: issuer %q is referred to by %d Certificate(s) in namespace %q (%s): delete them first, or use --force (they then wait for an issuer of that name)",
+			name, len(users), ns, firstFew(users))}
 	}
 	if err := st.Delete(ctx, messages.KindIssuer, ns, name); err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
@@ -36,16 +35,8 @@ func deleteClusterIssuer(ctx context.Context, out, errOut io.Writer, st *store.S
 		}
 	}
 	if len(users) > 0 && !force {
-		shown := users
-		if len(shown) > 5 {
-			shown = shown[:5]
-		}
-		more := ""
-		if len(users) > len(shown) {
-			more = fmt.Sprintf(" and %d more", len(users)-len(shown))
-		}
-		return exitError{code: 1, msg: fmt.Sprintf("delete: clusterissuer %q is referred to by %d Certificate(s) (%s%s): delete them first, or use --force (they then wait for a clusterissuer of that name)",
-			name, len(users), strings.Join(shown, ", "), more)}
+		return exitError{code: 1, msg: fmt.Sprintf("delete: clusterissuer %q is referred to by %d Certificate(s) (%s): delete them first, or use --force (they then wait for a clusterissuer of that name)",
+			name, len(users), firstFew(users))}
 	}
 	if err := st.Delete(ctx, messages.KindClusterIssuer, "", name); err != nil {
 		return err

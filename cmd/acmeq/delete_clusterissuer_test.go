@@ -39,6 +39,16 @@ func TestDeleteClusterIssuer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// An Issuer of the same name is another resource: the Certificates
+	// that refer to the ClusterIssuer do not hold it.
+	iss := &messages.Issuer{Metadata: messages.ObjectMeta{Name: "shared", Namespace: "tenant-a"}, Spec: env.ClusterIssuerFor("shared").Spec}
+	if _, err := env.Producer.Apply(ctx, iss); err != nil {
+		t.Fatal(err)
+	}
+	var issOut bytes.Buffer
+	if err := deleteIssuer(ctx, &issOut, io.Discard, env.Store, "tenant-a", "shared", false, false); err != nil || !strings.HasPrefix(issOut.String(), `issuer.cert-manager.io "shared" deleted`+"\n") || strings.Contains(issOut.String(), "refer to it") {
+		t.Errorf("delete issuer tenant-a/shared beside the ClusterIssuer shared = %v, %q", err, issOut.String())
+	}
 	var ee exitError
 	err = deleteClusterIssuer(ctx, io.Discard, io.Discard, env.Store, "shared", false, false)
 	if !errors.As(err, &ee) || !strings.Contains(ee.msg, `clusterissuer "shared" is referred to by 2 Certificate(s) (tenant-a/site, tenant-b/site)`) {
