@@ -67,18 +67,6 @@ func recordsAt(t *testing.T, addr, name string, qtype uint16) []dns.RR {
 	return r.Answer
 }
 
-func txtValuesAt(t *testing.T, addr, name string) []string {
-	t.Helper()
-	var v []string
-	for _, rr := range recordsAt(t, addr, name, dns.TypeTXT) {
-		if x, ok := rr.(*dns.TXT); ok {
-			v = append(v, strings.Join(x.Txt, ""))
-		}
-	}
-	slices.Sort(v)
-	return v
-}
-
 // challengesOf returns the challenges of the order of a certificate, as
 // last stored: the workers remove finished challenges once their order is
 // final, so setupProviders records every Challenge written.
@@ -288,7 +276,7 @@ func TestDNS01WebhookApexAndWildcard(t *testing.T) {
 			t.Errorf("%s calls for the apex and the wildcard: %v", p, values[p])
 		}
 	}
-	if v := txtValuesAt(t, b.Addr, fqdn); len(v) != 0 {
+	if v := stacktest.TXT(t, b.Addr, fqdn); len(v) != 0 {
 		t.Errorf("TXT %s after issuance = %q", fqdn, v)
 	}
 }
@@ -318,7 +306,7 @@ func TestDNS01LegoPDNS(t *testing.T) {
 	}
 	waitReady(t, ctx, env, []producer.RequestOptions{{Namespace: dev.Namespace, Name: "pdns-wild", Issuer: "pdns", DNSNames: []string{"pdns.test", "*.pdns.test"}}})
 	assertDNS01Valid(t, ctx, env, "pdns-wild")
-	if v := txtValuesAt(t, p.Addr, "_acme-challenge.pdns.test."); len(v) != 0 {
+	if v := stacktest.TXT(t, p.Addr, "_acme-challenge.pdns.test."); len(v) != 0 {
 		t.Errorf("TXT after issuance = %q", v)
 	}
 	// The API key is nowhere in plain text in the store.
@@ -344,7 +332,7 @@ func TestDNS01CNAMEDelegation(t *testing.T) {
 	for _, n := range []string{"shop", "blog"} {
 		cname := &dns.CNAME{Hdr: dns.RR_Header{Name: "_acme-challenge." + n + ".customer.test.", Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 60},
 			Target: n + ".acme-delegation.test."}
-		if err := addRecord(customer, "customer.test.", cname); err != nil {
+		if err := customer.AddRecord("customer.test.", cname); err != nil {
 			t.Fatalf("customer's CNAME: %v", err)
 		}
 	}
@@ -374,28 +362,10 @@ func TestDNS01CNAMEDelegation(t *testing.T) {
 		if len(rrs) != 1 || rrs[0].Header().Rrtype != dns.TypeCNAME {
 			t.Errorf("customer's _acme-challenge.%s records = %v, want the CNAME only", n, rrs)
 		}
-		if v := txtValuesAt(t, platform.Addr, n+".acme-delegation.test."); len(v) != 0 {
+		if v := stacktest.TXT(t, platform.Addr, n+".acme-delegation.test."); len(v) != 0 {
 			t.Errorf("platform TXT %s after issuance = %q", n, v)
 		}
 	}
-}
-
-// addRecord adds rr to zone at b, signed with b's key, as the zone's owner
-// would.
-func addRecord(b *stack.BIND, zone string, rr dns.RR) error {
-	m := new(dns.Msg)
-	m.SetUpdate(zone)
-	m.Insert([]dns.RR{rr})
-	m.SetTsig(b.TSIGKeyName, dns.HmacSHA256, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{b.TSIGKeyName: b.TSIGSecret}}
-	r, _, err := c.Exchange(m, b.Addr)
-	if err != nil {
-		return err
-	}
-	if r.Rcode != dns.RcodeSuccess {
-		return fmt.Errorf("update %s: %s", rr.Header().Name, dns.RcodeToString[r.Rcode])
-	}
-	return nil
 }
 
 // One order whose names are split between HTTP-01 and DNS-01 by

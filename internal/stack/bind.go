@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -448,4 +449,46 @@ func (b *BIND) Kill() error {
 		return nil
 	}
 	return b.proc.kill()
+}
+
+// AddRecord adds rr to zone with an RFC 2136 update signed with the
+// server's TSIG key, as the zone's owner would (e.g. a customer's CNAME
+// delegating _acme-challenge).
+func (b *BIND) AddRecord(zone string, rr dns.RR) error {
+	m := new(dns.Msg)
+	m.SetUpdate(zone)
+	m.Insert([]dns.RR{rr})
+	m.SetTsig(b.TSIGKeyName, dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{b.TSIGKeyName: b.TSIGSecret}}
+	r, _, err := c.Exchange(m, b.Addr)
+	if err != nil {
+		return fmt.Errorf("stack: update %s: %w", rr.Header().Name, err)
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return fmt.Errorf("stack: update %s: %s", rr.Header().Name, dns.RcodeToString[r.Rcode])
+	}
+	return nil
+}
+
+// QueryTXT asks the nameserver at addr over TCP for the TXT records at
+// name and returns their values (each record's strings joined), sorted; a
+// name that does not exist has none.
+func QueryTXT(addr, name string) ([]string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
+	r, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, addr)
+	if err != nil {
+		return nil, fmt.Errorf("stack: TXT query for %s: %w", name, err)
+	}
+	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+		return nil, fmt.Errorf("stack: TXT query for %s: %s", name, dns.RcodeToString[r.Rcode])
+	}
+	var values []string
+	for _, rr := range r.Answer {
+		if txt, ok := rr.(*dns.TXT); ok {
+			values = append(values, strings.Join(txt.Txt, ""))
+		}
+	}
+	slices.Sort(values)
+	return values, nil
 }

@@ -1,13 +1,9 @@
 package dns01
 
 import (
-	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/acmeq/acmeq/internal/stack"
 	"github.com/acmeq/acmeq/internal/stack/stacktest"
@@ -43,24 +39,6 @@ func startBINDZones(t *testing.T, zones ...string) *stack.BIND {
 	}
 	t.Cleanup(func() { _ = b.Stop() })
 	return b
-}
-
-// updateRR adds rr to zone at b with an RFC 2136 update signed with b's
-// key, as a zone's owner would (e.g. a customer's CNAME).
-func updateRR(b *stack.BIND, zone string, rr dns.RR) error {
-	m := new(dns.Msg)
-	m.SetUpdate(zone)
-	m.Insert([]dns.RR{rr})
-	m.SetTsig(b.TSIGKeyName, dns.HmacSHA256, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{b.TSIGKeyName: b.TSIGSecret}}
-	r, _, err := c.Exchange(m, b.Addr)
-	if err != nil {
-		return err
-	}
-	if r.Rcode != dns.RcodeSuccess {
-		return fmt.Errorf("update %s: %s", rr.Header().Name, dns.RcodeToString[r.Rcode])
-	}
-	return nil
 }
 
 // rfc2136Config returns the configuration of a provider updating b with
@@ -106,30 +84,6 @@ func challenge(name, key string) solvers.Challenge {
 		Token:    "token-" + key,
 		Key:      key,
 	}
-}
-
-// txtValues asks addr over TCP for the TXT records at name and returns
-// their values, sorted.
-func txtValues(t *testing.T, addr, name string) []string {
-	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(name, dns.TypeTXT)
-	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
-	r, _, err := c.Exchange(m, addr)
-	if err != nil {
-		t.Fatalf("TXT query for %s: %v", name, err)
-	}
-	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-		t.Fatalf("TXT query for %s: %s", name, dns.RcodeToString[r.Rcode])
-	}
-	var values []string
-	for _, rr := range r.Answer {
-		if txt, ok := rr.(*dns.TXT); ok {
-			values = append(values, txtValue(txt))
-		}
-	}
-	slices.Sort(values)
-	return values
 }
 
 // eventually calls f until it returns nil, failing the test with f's last

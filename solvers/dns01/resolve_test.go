@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 )
 
 // zoneServer is a tiny DNS server (miekg/dns) answering from a map of
@@ -315,7 +317,7 @@ func TestCNAMEFollowingRFC2136(t *testing.T) {
 	ctx := t.Context()
 	// The customer's delegation, written into BIND.
 	cname := &dns.CNAME{Hdr: dns.RR_Header{Name: "_acme-challenge.shop.customer.test.", Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 60}, Target: "shop.acme-delegation.test."}
-	if err := updateRR(b, "customer.test.", cname); err != nil {
+	if err := b.AddRecord("customer.test.", cname); err != nil {
 		t.Fatal(err)
 	}
 	r, err := NewResolver(SelfCheckConfig{RecursiveNameservers: []string{b.Addr}, Timeout: 5 * time.Second})
@@ -330,7 +332,7 @@ func TestCNAMEFollowingRFC2136(t *testing.T) {
 	if err := f.Present(ctx, wild); err != nil {
 		t.Fatalf("Present wildcard: %v", err)
 	}
-	if got := txtValues(t, b.Addr, "shop.acme-delegation.test."); !slices.Equal(got, []string{"apex-value", "wildcard-value"}) {
+	if got := stacktest.TXT(t, b.Addr, "shop.acme-delegation.test."); !slices.Equal(got, []string{"apex-value", "wildcard-value"}) {
 		t.Errorf("TXT at the CNAME target = %q", got)
 	}
 	check := newSelfCheck(t, b.Addr)
@@ -340,13 +342,13 @@ func TestCNAMEFollowingRFC2136(t *testing.T) {
 	if err := f.CleanUp(ctx, apex); err != nil {
 		t.Fatalf("CleanUp apex: %v", err)
 	}
-	if got := txtValues(t, b.Addr, "shop.acme-delegation.test."); !slices.Equal(got, []string{"wildcard-value"}) {
+	if got := stacktest.TXT(t, b.Addr, "shop.acme-delegation.test."); !slices.Equal(got, []string{"wildcard-value"}) {
 		t.Errorf("TXT after cleaning up the apex = %q, want the wildcard's only", got)
 	}
 	if err := f.CleanUp(ctx, wild); err != nil {
 		t.Fatalf("CleanUp wildcard: %v", err)
 	}
-	if got := txtValues(t, b.Addr, "shop.acme-delegation.test."); len(got) != 0 {
+	if got := stacktest.TXT(t, b.Addr, "shop.acme-delegation.test."); len(got) != 0 {
 		t.Errorf("TXT after cleaning up both = %q", got)
 	}
 	// No CNAME: written at the name itself.
@@ -354,7 +356,7 @@ func TestCNAMEFollowingRFC2136(t *testing.T) {
 	if err := f.Present(ctx, plain); err != nil {
 		t.Fatal(err)
 	}
-	if got := txtValues(t, b.Addr, "_acme-challenge.plain.customer.test."); !slices.Equal(got, []string{"plain-value"}) {
+	if got := stacktest.TXT(t, b.Addr, "_acme-challenge.plain.customer.test."); !slices.Equal(got, []string{"plain-value"}) {
 		t.Errorf("TXT without CNAME = %q", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/solvers"
 )
 
@@ -119,7 +120,7 @@ func TestRFC2136PresentAndCleanUp(t *testing.T) {
 		t.Fatalf("Present: %v", err)
 	}
 	eventually(t, 5*time.Second, func() error { return check.Check(ctx, apex) })
-	if got := txtValues(t, b.Addr, name); !slices.Equal(got, []string{"apex-digest"}) {
+	if got := stacktest.TXT(t, b.Addr, name); !slices.Equal(got, []string{"apex-digest"}) {
 		t.Fatalf("after Present: %q", got)
 	}
 	// Presenting again is harmless.
@@ -136,7 +137,7 @@ func TestRFC2136PresentAndCleanUp(t *testing.T) {
 	if err := p.Present(ctx, wildcard); err != nil {
 		t.Fatalf("Present wildcard: %v", err)
 	}
-	if got := txtValues(t, b.Addr, name); !slices.Equal(got, []string{"apex-digest", "wildcard-digest"}) {
+	if got := stacktest.TXT(t, b.Addr, name); !slices.Equal(got, []string{"apex-digest", "wildcard-digest"}) {
 		t.Fatalf("after both Presents: %q", got)
 	}
 	if err := check.Check(ctx, apex); err != nil {
@@ -150,7 +151,7 @@ func TestRFC2136PresentAndCleanUp(t *testing.T) {
 	if err := p.CleanUp(ctx, apex); err != nil {
 		t.Fatalf("CleanUp apex: %v", err)
 	}
-	if got := txtValues(t, b.Addr, name); !slices.Equal(got, []string{"wildcard-digest"}) {
+	if got := stacktest.TXT(t, b.Addr, name); !slices.Equal(got, []string{"wildcard-digest"}) {
 		t.Fatalf("after CleanUp of apex: %q", got)
 	}
 	if err := p.CleanUp(ctx, apex); err != nil {
@@ -165,7 +166,7 @@ func TestRFC2136PresentAndCleanUp(t *testing.T) {
 	if err := p.CleanUp(ctx, wildcard); err != nil {
 		t.Fatalf("CleanUp wildcard: %v", err)
 	}
-	if got := txtValues(t, b.Addr, name); len(got) != 0 {
+	if got := stacktest.TXT(t, b.Addr, name); len(got) != 0 {
 		t.Fatalf("after both CleanUps: %q", got)
 	}
 	// Cleaning up something never presented is fine too.
@@ -184,7 +185,7 @@ func TestRFC2136SeparateProviders(t *testing.T) {
 	if err := newRFC2136(t, rfc2136Config(b)).CleanUp(t.Context(), ch); err != nil {
 		t.Fatalf("CleanUp: %v", err)
 	}
-	if got := txtValues(t, b.Addr, ChallengeRecordName(ch.DNSName)); len(got) != 0 {
+	if got := stacktest.TXT(t, b.Addr, ChallengeRecordName(ch.DNSName)); len(got) != 0 {
 		t.Fatalf("after CleanUp by another provider: %q", got)
 	}
 }
@@ -202,7 +203,7 @@ func TestRFC2136LongValue(t *testing.T) {
 	if err := p.CleanUp(t.Context(), ch); err != nil {
 		t.Fatalf("CleanUp: %v", err)
 	}
-	if got := txtValues(t, b.Addr, ChallengeRecordName(ch.DNSName)); len(got) != 0 {
+	if got := stacktest.TXT(t, b.Addr, ChallengeRecordName(ch.DNSName)); len(got) != 0 {
 		t.Fatalf("after CleanUp: %q", got)
 	}
 }
@@ -227,7 +228,7 @@ func TestRFC2136WrongSecret(t *testing.T) {
 	if err == nil || !strings.HasSuffix(err.Error(), "server answered NOTAUTH (TSIG error BADKEY)") {
 		t.Fatalf("Present with an unknown key = %v, want NOTAUTH (TSIG error BADKEY)", err)
 	}
-	if got := txtValues(t, b.Addr, "_acme-challenge.a.example.test."); len(got) != 0 {
+	if got := stacktest.TXT(t, b.Addr, "_acme-challenge.a.example.test."); len(got) != 0 {
 		t.Fatalf("rejected updates changed the zone: %q", got)
 	}
 }
@@ -259,7 +260,7 @@ func TestRFC2136ZoneDetection(t *testing.T) {
 	if err := p.Present(ctx, ch); err != nil {
 		t.Fatalf("Present: %v", err)
 	}
-	if got := txtValues(t, b.Addr, name); !slices.Equal(got, []string{"deep-digest"}) {
+	if got := stacktest.TXT(t, b.Addr, name); !slices.Equal(got, []string{"deep-digest"}) {
 		t.Fatalf("after Present: %q", got)
 	}
 	if err := newSelfCheck(t, b.Addr).Check(ctx, ch); err != nil {
@@ -311,7 +312,7 @@ func TestRFC2136ConfiguredZone(t *testing.T) {
 	if len(p.zones) != 0 {
 		t.Errorf("a configured zone was looked up: %+v", p.zones)
 	}
-	if got := txtValues(t, b.Addr, ChallengeRecordName(ch.DNSName)); !slices.Equal(got, []string{"digest"}) {
+	if got := stacktest.TXT(t, b.Addr, ChallengeRecordName(ch.DNSName)); !slices.Equal(got, []string{"digest"}) {
 		t.Fatalf("after Present: %q", got)
 	}
 

@@ -79,3 +79,14 @@ func JetStream(t testing.TB) jetstream.JetStream {
 	}
 	return js
 }
+
+// TXT returns the values of the TXT records at name on the nameserver at
+// addr, sorted (stack.QueryTXT), failing the test if it cannot ask.
+func TXT(t testing.TB, addr, name string) []string {
+	t.Helper()
+	v, err := stack.QueryTXT(addr, name)
+	if err != nil {
+		t.Fatalf("stacktest: %v", err)
+	}
+	return v
+}

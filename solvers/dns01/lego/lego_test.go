@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/solvers"
 	"github.com/acmeq/acmeq/solvers/dns01"
 )
@@ -51,24 +50,6 @@ func startPDNS(t *testing.T) *stack.PDNS {
 	return p
 }
 
-func txt(t *testing.T, addr, name string) []string {
-	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(name, dns.TypeTXT)
-	r, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v []string
-	for _, rr := range r.Answer {
-		if x, ok := rr.(*dns.TXT); ok {
-			v = append(v, strings.Join(x.Txt, ""))
-		}
-	}
-	slices.Sort(v)
-	return v
-}
-
 func newPDNSProvider(t *testing.T, p *stack.PDNS, settings map[string]string) *Provider {
 	t.Helper()
 	if settings == nil {
@@ -96,7 +77,7 @@ func TestPDNSPresentCleanUp(t *testing.T) {
 	const name = "_acme-challenge.shop.pdns.test."
 	want := []string{apex.Key, wild.Key}
 	slices.Sort(want)
-	if got := txt(t, p.Addr, name); !slices.Equal(got, want) {
+	if got := stacktest.TXT(t, p.Addr, name); !slices.Equal(got, want) {
 		t.Fatalf("TXT after presenting = %q, want %q", got, want)
 	}
 	check, err := dns01.NewSelfCheck(dns01.SelfCheckConfig{RecursiveNameservers: []string{p.Addr}, RecursiveNameserversOnly: true})
@@ -109,13 +90,13 @@ func TestPDNSPresentCleanUp(t *testing.T) {
 	if err := prov.CleanUp(ctx, apex); err != nil {
 		t.Fatal(err)
 	}
-	if got := txt(t, p.Addr, name); !slices.Equal(got, []string{wild.Key}) {
+	if got := stacktest.TXT(t, p.Addr, name); !slices.Equal(got, []string{wild.Key}) {
 		t.Errorf("TXT after cleaning up the apex = %q, want the wildcard's only", got)
 	}
 	if err := prov.CleanUp(ctx, wild); err != nil {
 		t.Fatal(err)
 	}
-	if got := txt(t, p.Addr, name); len(got) != 0 {
+	if got := stacktest.TXT(t, p.Addr, name); len(got) != 0 {
 		t.Errorf("TXT after cleaning up both = %q", got)
 	}
 }

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/solvers"
 	"github.com/acmeq/acmeq/solvers/dns01"
 )
@@ -82,24 +81,6 @@ func (s *service) provider(t *testing.T, mod func(*Config)) *Provider {
 	return p
 }
 
-func txt(t *testing.T, addr, name string) []string {
-	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(name, dns.TypeTXT)
-	r, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v []string
-	for _, rr := range r.Answer {
-		if x, ok := rr.(*dns.TXT); ok {
-			v = append(v, strings.Join(x.Txt, ""))
-		}
-	}
-	slices.Sort(v)
-	return v
-}
-
 func dnsChallenge(name, key string) solvers.Challenge {
 	return solvers.Challenge{DNSName: strings.TrimPrefix(name, "*."), Wildcard: strings.HasPrefix(name, "*."), Type: solvers.TypeDNS01, Token: "t", Key: key}
 }
@@ -118,7 +99,7 @@ func TestWebhookPresentCleanUp(t *testing.T) {
 		}
 	}
 	const name = "_acme-challenge.shop.example.test."
-	if got := txt(t, s.bind.Addr, name); !slices.Equal(got, []string{"apex-digest", "wildcard-digest"}) {
+	if got := stacktest.TXT(t, s.bind.Addr, name); !slices.Equal(got, []string{"apex-digest", "wildcard-digest"}) {
 		t.Fatalf("TXT after presenting = %q", got)
 	}
 	check, err := dns01.NewSelfCheck(dns01.SelfCheckConfig{RecursiveNameservers: []string{s.bind.Addr}, RecursiveNameserversOnly: true})
@@ -133,7 +114,7 @@ func TestWebhookPresentCleanUp(t *testing.T) {
 	if err := p.CleanUp(ctx, apex); err != nil {
 		t.Fatal(err)
 	}
-	if got := txt(t, s.bind.Addr, name); !slices.Equal(got, []string{"wildcard-digest"}) {
+	if got := stacktest.TXT(t, s.bind.Addr, name); !slices.Equal(got, []string{"wildcard-digest"}) {
 		t.Errorf("TXT after cleaning up the apex = %q, want the wildcard's only", got)
 	}
 	for range 2 { // cleaning up twice is harmless
@@ -141,7 +122,7 @@ func TestWebhookPresentCleanUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := txt(t, s.bind.Addr, name); len(got) != 0 {
+	if got := stacktest.TXT(t, s.bind.Addr, name); len(got) != 0 {
 		t.Errorf("TXT after cleaning up both = %q", got)
 	}
 
@@ -183,7 +164,7 @@ func TestWebhookAuthentication(t *testing.T) {
 			}
 		})
 	}
-	if got := txt(t, s.bind.Addr, "_acme-challenge.a.example.test."); len(got) != 0 {
+	if got := stacktest.TXT(t, s.bind.Addr, "_acme-challenge.a.example.test."); len(got) != 0 {
 		t.Errorf("TXT written without authentication: %q", got)
 	}
 }
