@@ -503,10 +503,10 @@ func accept(ctx context.Context, cl *acmeclient.Client, ch *messages.Challenge) 
 }
 
 // pollDelay is the wait before the n-th poll (from 1) of a CA that is
-// working and sent no Retry-After: short at first (Pebble and Boulder are
-// usually done in milliseconds), doubling to PollMax.
+// working and sent no Retry-After: PollInitial at first (a CA near us
+// decides in milliseconds), doubling to PollMax.
 func (w *Worker) pollDelay(n int) time.Duration {
-	return doubling(50*time.Millisecond, w.cfg.PollMax, uint64(max(n, 1)))
+	return doubling(w.cfg.PollInitial, w.cfg.PollMax, uint64(max(n, 1)))
 }
 
 // authzReason is the error of our challenge in a final authorization, as

@@ -36,6 +36,13 @@ const (
 	// TickIntervalDefault is how often each worker reaps expired leases
 	// and runs the grant script, besides the grants a release triggers.
 	TickIntervalDefault = 2 * time.Second
+	// PollInitialDefault is the first wait before polling a CA that is
+	// validating or issuing and gave no Retry-After; each further poll
+	// waits twice as long. Pebble, step-ca and Boulder on a LAN decide in
+	// milliseconds; against Let's Encrypt, which takes seconds, starting
+	// this low costs one or two more polls per wait (doubling), and a
+	// Retry-After from the CA replaces it.
+	PollInitialDefault = 20 * time.Millisecond
 	// PollMaxDefault caps the delay between polls of a CA that is
 	// validating or issuing and gave no Retry-After.
 	PollMaxDefault = 2 * time.Second
@@ -91,6 +98,10 @@ type Config struct {
 	// TickInterval of the reap-and-grant loop. Defaults to
 	// TickIntervalDefault.
 	TickInterval time.Duration
+	// PollInitial is the wait before the first poll of the CA, doubling
+	// with each further poll up to PollMax. Defaults to
+	// PollInitialDefault.
+	PollInitial time.Duration
 	// PollMax caps the delay between polls of the CA. Defaults to
 	// PollMaxDefault.
 	PollMax time.Duration
@@ -158,6 +169,7 @@ func (c *Config) defaults() {
 	setDefault(&c.ChallengeTimeout, ChallengeTimeoutDefault)
 	setDefault(&c.ResyncInterval, ResyncIntervalDefault)
 	setDefault(&c.TickInterval, TickIntervalDefault)
+	setDefault(&c.PollInitial, PollInitialDefault)
 	setDefault(&c.PollMax, PollMaxDefault)
 	setDefault(&c.FailureBackoff, FailureBackoffDefault)
 	setDefault(&c.FailureBackoffMax, FailureBackoffMaxDefault)
@@ -208,6 +220,10 @@ func (c Config) Validate() error {
 	positive(c.ResyncInterval, "ResyncInterval", "ACMEQ_RESYNC_INTERVAL")
 	positive(c.TickInterval, "TickInterval", "ACMEQ_TICK_INTERVAL")
 	positive(c.FailureBackoff, "FailureBackoff", "ACMEQ_FAILURE_BACKOFF")
+	positive(c.PollInitial, "PollInitial", "ACMEQ_POLL_INITIAL")
+	if c.PollMax < c.PollInitial {
+		errs = append(errs, fmt.Errorf("worker: PollMax (ACMEQ_POLL_MAX, %s) must not be below PollInitial (ACMEQ_POLL_INITIAL, %s)", c.PollMax, c.PollInitial))
+	}
 	if c.Concurrency < 0 {
 		errs = append(errs, fmt.Errorf("worker: Concurrency (ACMEQ_CONCURRENCY) must be at least 1, got %d", c.Concurrency))
 	}

@@ -213,7 +213,7 @@ func TestStepSelfCheck(t *testing.T) {
 	// Accepting starts the next phase's count at zero, so polls start
 	// short after a long self-check.
 	transitionAccepted(&r.ch.Status, messages.StateProcessing)
-	if r.ch.Status.Attempts != 0 || e.w.pollDelay(r.ch.Status.Attempts+1) != 50*time.Millisecond {
+	if r.ch.Status.Attempts != 0 || e.w.pollDelay(r.ch.Status.Attempts+1) != PollInitialDefault {
 		t.Errorf("after accept: attempts %d, first poll in %s", r.ch.Status.Attempts, e.w.pollDelay(r.ch.Status.Attempts+1))
 	}
 }

@@ -97,6 +97,8 @@ type workerEnv struct {
 	SchedulerAudit     bool          `env:"ACMEQ_SCHEDULER_AUDIT"`
 	FailureBackoff     time.Duration `env:"ACMEQ_FAILURE_BACKOFF"`
 	FailureBackoffMax  time.Duration `env:"ACMEQ_FAILURE_BACKOFF_MAX"`
+	PollInitial        time.Duration `env:"ACMEQ_POLL_INITIAL"`
+	PollMax            time.Duration `env:"ACMEQ_POLL_MAX"`
 	ARICheckMax        time.Duration `env:"ACMEQ_ARI_CHECK_MAX"`
 	MaxPanics          int           `env:"ACMEQ_MAX_PANICS"`
 	HTTP01Port         int           `env:"ACMEQ_HTTP01_SELF_CHECK_PORT"`
@@ -127,6 +129,8 @@ func defaultWorkerEnv() workerEnv {
 		ResyncInterval:    worker.ResyncIntervalDefault,
 		FailureBackoff:    worker.FailureBackoffDefault,
 		FailureBackoffMax: worker.FailureBackoffMaxDefault,
+		PollInitial:       worker.PollInitialDefault,
+		PollMax:           worker.PollMaxDefault,
 		ARICheckMax:       worker.ARICheckMaxDefault,
 		MaxPanics:         worker.MaxPanicsDefault,
 		HTTP01Port:        worker.HTTP01PortDefault,
@@ -159,6 +163,11 @@ func (e workerEnv) validate(v *validation) {
 		v.add("ACMEQ_FAILURE_BACKOFF_MAX", "(%s) must not be below ACMEQ_FAILURE_BACKOFF (%s)", e.FailureBackoffMax, e.FailureBackoff)
 	}
 	v.positive("ACMEQ_ARI_CHECK_MAX", e.ARICheckMax)
+	v.positive("ACMEQ_POLL_INITIAL", e.PollInitial)
+	v.positive("ACMEQ_POLL_MAX", e.PollMax)
+	if e.PollInitial > 0 && e.PollMax > 0 && e.PollMax < e.PollInitial {
+		v.add("ACMEQ_POLL_MAX", "(%s) must not be below ACMEQ_POLL_INITIAL (%s)", e.PollMax, e.PollInitial)
+	}
 	v.atLeast("ACMEQ_MAX_PANICS", e.MaxPanics, 1)
 	if e.AckWait < time.Second {
 		v.add("ACMEQ_ACK_WAIT", "must be at least 1s, got %s", e.AckWait)

@@ -38,6 +38,7 @@ func TestEnvDefaults(t *testing.T) {
 		Concurrency: worker.ConcurrencyDefault, AckWait: worker.AckWaitDefault, TickInterval: worker.TickIntervalDefault,
 		SelfCheckInterval: worker.SelfCheckIntervalDefault, ChallengeTimeout: worker.ChallengeTimeoutDefault,
 		ResyncInterval: worker.ResyncIntervalDefault, FailureBackoff: worker.FailureBackoffDefault, FailureBackoffMax: worker.FailureBackoffMaxDefault, ARICheckMax: worker.ARICheckMaxDefault, MaxPanics: worker.MaxPanicsDefault, HTTP01Port: worker.HTTP01PortDefault,
+		PollInitial: worker.PollInitialDefault, PollMax: worker.PollMaxDefault,
 		ClusterResourceNamespace: worker.ClusterResourceNamespaceDefault,
 		Scheduler:                scheduler.Config{Cap: scheduler.CapDefault, LeaseTTL: scheduler.LeaseTTLDefault},
 	}
@@ -87,6 +88,8 @@ func TestEnvValidation(t *testing.T) {
 		{map[string]string{"ACMEQ_RESYNC_INTERVAL": "0s"}, []string{"ACMEQ_RESYNC_INTERVAL must be a positive duration"}},
 		{map[string]string{"ACMEQ_FAILURE_BACKOFF": "0s"}, []string{"ACMEQ_FAILURE_BACKOFF must be a positive duration"}},
 		{map[string]string{"ACMEQ_FAILURE_BACKOFF": "2h", "ACMEQ_FAILURE_BACKOFF_MAX": "1h"}, []string{"ACMEQ_FAILURE_BACKOFF_MAX (1h0m0s) must not be below ACMEQ_FAILURE_BACKOFF (2h0m0s)"}},
+		{map[string]string{"ACMEQ_POLL_INITIAL": "3s", "ACMEQ_POLL_MAX": "1s"}, []string{"ACMEQ_POLL_MAX (1s) must not be below ACMEQ_POLL_INITIAL (3s)"}},
+		{map[string]string{"ACMEQ_POLL_INITIAL": "0s"}, []string{"ACMEQ_POLL_INITIAL must be a positive duration"}},
 		{map[string]string{"ACMEQ_MAX_PANICS": "0"}, []string{"ACMEQ_MAX_PANICS must be at least 1"}},
 		{map[string]string{"ACMEQ_DNS01_RECURSIVE_NAMESERVERS": "10.0.0.53:53,dns.example:53"}, []string{`ACMEQ_DNS01_RECURSIVE_NAMESERVERS "dns.example:53" must be an IP address and port`}},
 		{map[string]string{"ACMEQ_DNS01_RECURSIVE_NAMESERVERS": "10.0.0.53"}, []string{`ACMEQ_DNS01_RECURSIVE_NAMESERVERS "10.0.0.53" must be an IP address and port`}},

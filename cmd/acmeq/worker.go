@@ -32,6 +32,8 @@ func (e workerEnv) config() worker.Config {
 		ResyncInterval:    e.ResyncInterval,
 		FailureBackoff:    e.FailureBackoff,
 		FailureBackoffMax: e.FailureBackoffMax,
+		PollInitial:       e.PollInitial,
+		PollMax:           e.PollMax,
 		ARICheckMax:       e.ARICheckMax,
 		MaxPanics:         e.MaxPanics,
 		HTTP01Port:        e.HTTP01Port,
