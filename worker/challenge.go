@@ -319,10 +319,16 @@ func stepPresent(ctx context.Context, r *challengeRun) (bool, Outcome, error) {
 	return proceed()
 }
 
-// selfCheckQuickRetry is the first retry of a failed self-check: right
-// after presenting, a failure is usually the responders' KV watch lagging
-// by milliseconds. Later retries wait SelfCheckInterval, as cert-manager.
-const selfCheckQuickRetry = 250 * time.Millisecond
+// Quick retries of a failed self-check: right after presenting, a failure
+// is usually the responders' KV watch lagging by milliseconds, so the
+// first selfCheckQuickRetries retries wait selfCheckQuickRetry, doubling
+// (50, 100, 200 ms: 350 ms in all, as long as the single 250 ms retry they
+// replace covered, but a lag of a few milliseconds costs 50, not 250).
+// Later retries wait SelfCheckInterval, as cert-manager.
+const (
+	selfCheckQuickRetry   = 50 * time.Millisecond
+	selfCheckQuickRetries = 3
+)
 
 // stepSelfCheck checks that the presented challenge can be seen as the CA
 // will see it, before accepting.
@@ -344,8 +350,8 @@ func stepSelfCheck(ctx context.Context, r *challengeRun) (bool, Outcome, error) 
 	if err := r.commit(ctx); err != nil {
 		return stop(Done(), err)
 	}
-	if s.Attempts == 1 {
-		return stop(RetryAfter(min(selfCheckQuickRetry, r.w.cfg.SelfCheckInterval)), nil)
+	if s.Attempts <= selfCheckQuickRetries {
+		return stop(RetryAfter(doubling(selfCheckQuickRetry, r.w.cfg.SelfCheckInterval, uint64(s.Attempts))), nil)
 	}
 	return stop(RetryAfter(r.w.cfg.SelfCheckInterval), nil)
 }

@@ -195,11 +195,11 @@ func TestStepSelfCheck(t *testing.T) {
 	if next, _, err := stepSelfCheck(ctx, r); !next || err != nil {
 		t.Fatalf("passing self-check = %v, %v", next, err)
 	}
-	// Failing: one quick retry (the responders' watch lagging), then
-	// cert-manager's interval; the attempts are in the status, not the
+	// Failing: three quick retries, doubling (the responders' watch
+	// lagging), then cert-manager's interval; the attempts are in the status, not the
 	// message's delivery count.
 	r = e.run(t, "check-fail", presented, &testSolver{checkErr: errors.New("http01: wrong status code '404', expected '200'")})
-	want := []time.Duration{selfCheckQuickRetry, SelfCheckIntervalDefault, SelfCheckIntervalDefault}
+	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, SelfCheckIntervalDefault, SelfCheckIntervalDefault}
 	for i, w := range want {
 		next, out, err := stepSelfCheck(ctx, r)
 		if next || err != nil || out.delay != w {
@@ -207,7 +207,7 @@ func TestStepSelfCheck(t *testing.T) {
 		}
 	}
 	got := e.stored(t, "check-fail")
-	if got.Attempts != 3 || got.Reason != "Waiting for http-01 challenge propagation: wrong status code '404', expected '200'" {
+	if got.Attempts != 5 || got.Reason != "Waiting for http-01 challenge propagation: wrong status code '404', expected '200'" {
 		t.Errorf("stored status = %+v", got)
 	}
 	// Accepting starts the next phase's count at zero, so polls start
