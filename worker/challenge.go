@@ -187,7 +187,7 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition) 
 		// Make sure the slot is free and the order heard (idempotent).
 		return Done(), w.challengeDone(ctx, ch, id)
 	}
-	if phase != PhaseFinishing {
+	if phase != PhaseFinishing && !freshGrant(ctx, t, phase, w.sched.Config().LeaseTTL) {
 		// Only a lease holder may progress a challenge.
 		if err := w.sched.Renew(ctx, id); errors.Is(err, scheduler.ErrNotHeld) {
 			// Queued, reaped, or lost with Redis' data: make sure it is in
@@ -216,6 +216,19 @@ func (w *Worker) reconcileChallenge(ctx context.Context, t messages.Transition) 
 	}
 	r.solver = solver
 	return r.run(ctx, id)
+}
+
+// freshGrant reports whether the message is the first delivery of the
+// "scheduled" transition that a grant published moments ago, for a
+// challenge still queued: the lease that grant took runs leaseTTL from the
+// grant, and only the challenge's own end (done, or removed: both handled
+// before this) releases it, so renewing it would be a Redis call that
+// cannot fail. A redelivered or older message, and any other, renews. If
+// Redis lost its data meanwhile, the challenge's next delivery renews and
+// finds out, as any challenge in flight does.
+func freshGrant(ctx context.Context, t messages.Transition, phase Phase, leaseTTL time.Duration) bool {
+	return t.Action == messages.ActionScheduled && phase == PhaseQueued && firstDelivery(ctx) &&
+		ctx.Value(deliveredKey{}) != nil && publishedWithin(ctx, leaseTTL/2)
 }
 
 // checkDeadline fails a challenge processing for longer than

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -140,5 +141,40 @@ func TestOrderAndChallengeNames(t *testing.T) {
 	}
 	if got := RequestName("example-com", 3); got != "example-com-3" {
 		t.Errorf("RequestName = %s", got)
+	}
+}
+
+// Which deliveries skip the lease renewal: only the first delivery of a
+// "scheduled" message stored moments ago, for a challenge still queued.
+func TestFreshGrant(t *testing.T) {
+	t.Parallel()
+	const ttl = 30 * time.Second
+	msg := func(delivered uint64, age time.Duration) context.Context {
+		ctx := context.WithValue(context.Background(), deliveredKey{}, delivered)
+		return context.WithValue(ctx, publishedKey{}, time.Now().Add(-age))
+	}
+	scheduled := messages.Transition{Kind: messages.KindChallenge, Action: messages.ActionScheduled}
+	poll := messages.Transition{Kind: messages.KindChallenge, Action: messages.ActionCreated}
+	tests := []struct {
+		name  string
+		ctx   context.Context
+		t     messages.Transition
+		phase Phase
+		want  bool
+	}{
+		{"first delivery of a fresh grant", msg(1, time.Second), scheduled, PhaseQueued, true},
+		{"redelivered (a worker died holding it)", msg(2, time.Second), scheduled, PhaseQueued, false},
+		{"older than half the lease", msg(1, 16*time.Second), scheduled, PhaseQueued, false},
+		{"stored in the future (clocks apart)", msg(1, -time.Minute), scheduled, PhaseQueued, false},
+		{"challenge already past queued", msg(1, time.Second), scheduled, PhaseAccepted, false},
+		{"not a grant", msg(1, time.Second), poll, PhaseQueued, false},
+		{"no metadata", context.Background(), scheduled, PhaseQueued, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := freshGrant(tt.ctx, tt.t, tt.phase, ttl); got != tt.want {
+				t.Errorf("freshGrant = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -38,8 +38,9 @@ var reconcilers = map[messages.Kind]reconciler{
 func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.Msg, received time.Time) {
 	var delivered uint64 = 1
 	var seq uint64
+	var published time.Time
 	if md, err := msg.Metadata(); err == nil {
-		delivered, seq = md.NumDelivered, md.Sequence.Stream
+		delivered, seq, published = md.NumDelivered, md.Sequence.Stream, md.Timestamp
 	}
 	t, err := decodeMessage(kind, msg)
 	if err != nil {
@@ -49,7 +50,8 @@ func (w *Worker) handle(ctx context.Context, kind messages.Kind, msg jetstream.M
 	start := time.Now()
 	defer func() { w.metrics.handleTime.WithLabelValues(kind.Token()).Observe(time.Since(start).Seconds()) }()
 	log := w.log.With("kind", string(t.Kind), "namespace", t.Namespace, "name", t.Name, "action", string(t.Action))
-	hctx, stop := w.handlerContext(withLogger(context.WithValue(ctx, deliveredKey{}, delivered), log), msg, received)
+	mctx := context.WithValue(context.WithValue(ctx, deliveredKey{}, delivered), publishedKey{}, published)
+	hctx, stop := w.handlerContext(withLogger(mctx, log), msg, received)
 	defer stop()
 
 	out, err := w.run(hctx, kind, t, msg, seq)
@@ -149,6 +151,22 @@ func (w *Worker) handlerContext(ctx context.Context, msg jetstream.Msg, received
 type progressKey struct{}
 
 type deliveredKey struct{}
+
+// publishedKey holds when JetStream stored the message being handled (its
+// server's clock).
+type publishedKey struct{}
+
+// publishedWithin reports whether the message being handled was stored
+// less than d ago, by this host's clock. Unknown, or in the future (clocks
+// apart), is not within.
+func publishedWithin(ctx context.Context, d time.Duration) bool {
+	t, ok := ctx.Value(publishedKey{}).(time.Time)
+	if !ok || t.IsZero() {
+		return false
+	}
+	age := time.Since(t)
+	return age >= 0 && age < d
+}
 
 // firstDelivery reports whether the message being handled is delivered for
 // the first time (not a redelivery after a nak, a delay or a dead worker).
