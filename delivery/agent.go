@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -114,31 +115,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.changed = map[string]bool{}
 	a.ready = false
 
-	// Certificates first: once they are known, the Secret watch's initial
-	// values are matched against them as they arrive, and Secrets no
-	// selected Certificate uses are dropped at once.
-	certW, err := a.watch(ctx, messages.KindCertificate, a.certKeys())
+	certW, secW, err := a.startWatches(ctx)
 	if err != nil {
 		return err
 	}
-	defer certW.Stop()
-	if err := a.initial(ctx, certW, messages.KindCertificate, a.applyCertificate); err != nil {
-		return err
-	}
-	secW, err := a.watch(ctx, messages.KindSecret, a.namespaceKeys())
-	if err != nil {
-		return err
-	}
-	defer secW.Stop()
-	if err := a.initial(ctx, secW, messages.KindSecret, a.applySecret); err != nil {
-		return err
-	}
+	defer func() { certW.Stop(); secW.Stop() }()
 	a.ready = true
 	missing := a.afterInitial()
 	errs := a.flush(ctx)
 	a.log.Info("initial sync done", "dir", a.cfg.Dir, "certificates", len(a.certs), "written", a.written, "failing", len(a.failing))
 	if a.cfg.Once {
 		return errors.Join(append(missing, errs...)...)
+	}
+
+	// nats.go's ordered watches notice a restarted server only by missed
+	// heartbeats, ~20 s later: on a reconnect the agent starts them again
+	// at once. Their initial values rewrite nothing that did not change.
+	var reconnected chan nats.Status
+	if nc := a.js.Conn(); nc != nil {
+		reconnected = nc.StatusChanged(nats.CONNECTED)
+		defer nc.RemoveStatusListener(reconnected)
 	}
 
 	timer := time.NewTimer(time.Hour)
@@ -148,6 +144,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-reconnected:
+			c, s, err := a.startWatches(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				a.log.Warn("could not watch again after a reconnect; the current watches recover by themselves", "err", err)
+				break
+			}
+			certW.Stop()
+			secW.Stop()
+			certW, secW = c, s
+			a.log.Info("watching the store again after a reconnect")
 		case e, ok := <-certW.Updates():
 			if !ok {
 				return a.watchEnded(ctx, messages.KindCertificate)
@@ -176,6 +185,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.schedule(timer)
 	}
+}
+
+// startWatches watches the Certificates, then the Secrets, applying each
+// watch's initial values: once the Certificates are known, the Secrets'
+// initial values are matched against them as they arrive, and Secrets no
+// selected Certificate uses are dropped at once. On error nothing is left
+// watching.
+func (a *Agent) startWatches(ctx context.Context) (certW, secW jetstream.KeyWatcher, err error) {
+	certW, err = a.watch(ctx, messages.KindCertificate, a.certKeys())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.initial(ctx, certW, messages.KindCertificate, a.applyCertificate); err != nil {
+		certW.Stop()
+		return nil, nil, err
+	}
+	secW, err = a.watch(ctx, messages.KindSecret, a.namespaceKeys())
+	if err != nil {
+		certW.Stop()
+		return nil, nil, err
+	}
+	if err := a.initial(ctx, secW, messages.KindSecret, a.applySecret); err != nil {
+		certW.Stop()
+		secW.Stop()
+		return nil, nil, err
+	}
+	return certW, secW, nil
 }
 
 func (a *Agent) watchEnded(ctx context.Context, k messages.Kind) error {
