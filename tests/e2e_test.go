@@ -173,20 +173,27 @@ func TestEndToEndIssuance(t *testing.T) {
 	}
 }
 
-// assertReasons checks the reasons of an object's events, in order.
+// assertReasons checks the reasons of an object's events, in order. Events
+// are published after the status write that makes them true, so the last
+// may come a moment after the state the caller waited for.
 func assertReasons(t *testing.T, ctx context.Context, env *dev.Env, kind messages.Kind, name string, want []string) []messages.Event {
 	t.Helper()
-	evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(kind, dev.Namespace, name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range evs {
-		got = append(got, e.Reason)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("%s %s events = %v, want %v", kind, name, got, want)
-	}
+	var evs []messages.Event
+	stacktest.Eventually(t, 10*time.Second, func() error {
+		var err error
+		evs, err = bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(kind, dev.Namespace, name)})
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, e := range evs {
+			got = append(got, e.Reason)
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("%s %s events = %v, want %v", kind, name, got, want)
+		}
+		return nil
+	})
 	return evs
 }
 

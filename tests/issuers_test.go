@@ -148,10 +148,14 @@ func TestClusterIssuerThreeNamespaces(t *testing.T) {
 		}
 	}
 	// Its events are its own, in no namespace.
-	evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(messages.KindClusterIssuer, "", "shared")})
-	if err != nil || len(evs) != 1 || evs[0].Reason != messages.ReasonACMEAccountRegistered || evs[0].InvolvedObject.Namespace != "" {
-		t.Errorf("ClusterIssuer events: %+v, %v", evs, err)
-	}
+	// (Published after the status write that made it Ready.)
+	stacktest.Eventually(t, 10*time.Second, func() error {
+		evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(messages.KindClusterIssuer, "", "shared")})
+		if err != nil || len(evs) != 1 || evs[0].Reason != messages.ReasonACMEAccountRegistered || evs[0].InvolvedObject.Namespace != "" {
+			return fmt.Errorf("ClusterIssuer events: %+v, %v", evs, err)
+		}
+		return nil
+	})
 	// A Certificate naming the ClusterIssuer as an Issuer of its namespace
 	// is refused: there is no such Issuer.
 	bad := clusterCert("tenant-a", "wrong-kind", "w.acmeq.test", "shared")
@@ -215,16 +219,20 @@ func issuerCondition(t *testing.T, ctx context.Context, env *dev.Env, kind messa
 // recorded for the issuer.
 func warningEvent(t *testing.T, ctx context.Context, env *dev.Env, kind messages.Kind, ns, name, reason, msg string) {
 	t.Helper()
-	evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(kind, ns, name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range evs {
-		if e.Type == messages.EventWarning && e.Reason == reason && e.Message == msg {
-			return
+	// Events are published after the status write that makes them true,
+	// so the condition the caller saw can come a moment before its event.
+	stacktest.Eventually(t, 10*time.Second, func() error {
+		evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(kind, ns, name)})
+		if err != nil {
+			return err
 		}
-	}
-	t.Errorf("%s %s/%s: no Warning %s event %q among %+v", kind, ns, name, reason, msg, evs)
+		for _, e := range evs {
+			if e.Type == messages.EventWarning && e.Reason == reason && e.Message == msg {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s %s/%s: no Warning %s event %q among %+v", kind, ns, name, reason, msg, evs)
+	})
 }
 
 // External Account Binding against a Pebble that requires it: an Issuer

@@ -73,13 +73,17 @@ func TestRevokeCertificate(t *testing.T) {
 	if cond := messages.GetCondition(c.Status.Conditions, messages.ConditionReady); cond == nil || cond.Status != messages.ConditionFalse || cond.Reason != "Revoked" {
 		t.Errorf("Ready condition = %+v, want False, Revoked", cond)
 	}
-	evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(messages.KindCertificate, dev.Namespace, "gone")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if last := evs[len(evs)-1]; last.Reason != messages.ReasonRevoked {
-		t.Errorf("last event %s %q, want Revoked", last.Reason, last.Message)
-	}
+	// The event follows the status write the test waited for.
+	stacktest.Eventually(t, 10*time.Second, func() error {
+		evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(messages.KindCertificate, dev.Namespace, "gone")})
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 || evs[len(evs)-1].Reason != messages.ReasonRevoked {
+			return fmt.Errorf("events %+v, want the last Revoked", evs)
+		}
+		return nil
+	})
 	// Its renewal time passes: not renewed.
 	rt := *c.Status.RenewalTime
 	stacktest.Eventually(t, 20*time.Second, func() error {
