@@ -151,8 +151,11 @@ func TestClusterIssuerThreeNamespaces(t *testing.T) {
 	// (Published after the status write that made it Ready.)
 	stacktest.Eventually(t, 10*time.Second, func() error {
 		evs, err := bus.ReadEvents(ctx, env.JS, bus.EventsOptions{Filter: messages.EventFilter(messages.KindClusterIssuer, "", "shared")})
-		if err != nil || len(evs) != 1 || evs[0].Reason != messages.ReasonACMEAccountRegistered || evs[0].InvolvedObject.Namespace != "" {
-			return fmt.Errorf("ClusterIssuer events: %+v, %v", evs, err)
+		if err != nil {
+			return err
+		}
+		if len(evs) != 1 || evs[0].Reason != messages.ReasonACMEAccountRegistered || evs[0].InvolvedObject.Namespace != "" {
+			return fmt.Errorf("ClusterIssuer events: %+v", evs)
 		}
 		return nil
 	})
