@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/acmeq/acmeq/internal/stack/stacktest"
@@ -51,15 +50,7 @@ func connect(t *testing.T, url string) jetstream.KeyValue {
 
 func connectTTL(t *testing.T, url string, ttl time.Duration) jetstream.KeyValue {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connecting to NATS: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("creating JetStream context: %v", err)
-	}
+	js := stacktest.Connect(t, url)
 	kv, err := ensureBucket(t.Context(), js, ttl, 0)
 	if err != nil {
 		t.Fatalf("ensureBucket: %v", err)

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/solvers"
 )
 
@@ -173,16 +173,7 @@ func TestPresentIsServedByResponderOnAnotherConnection(t *testing.T) {
 }
 
 func TestEnsureBucket(t *testing.T) {
-	url := setup(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := stacktest.Connect(t, setup(t))
 
 	// An operator-made bucket: memory storage, no TTL.
 	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{

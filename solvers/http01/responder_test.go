@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/solvers"
 )
 
@@ -117,22 +115,13 @@ func TestResponderStartCancelled(t *testing.T) {
 }
 
 func TestResponderNotReadyWhenConnectionCloses(t *testing.T) {
-	url := setup(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := stacktest.Connect(t, setup(t))
 	kv, err := EnsureBucket(t.Context(), js)
 	if err != nil {
 		t.Fatalf("EnsureBucket: %v", err)
 	}
 	r := startResponder(t, kv)
-	nc.Close()
+	js.Conn().Close()
 	eventually(t, 5*time.Second, func() bool { return !r.Ready() })
 }
 

@@ -68,7 +68,14 @@ func JetStream(t testing.TB) jetstream.JetStream {
 		t.Fatalf("stacktest: %v", err)
 	}
 	t.Cleanup(n.Shutdown)
-	nc, err := nats.Connect(n.URL)
+	return Connect(t, n.URL)
+}
+
+// Connect opens a NATS connection to url, closed when the test ends, and
+// returns JetStream through it (js.Conn() is the connection).
+func Connect(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatalf("stacktest: connect to nats: %v", err)
 	}
