@@ -1,0 +1,339 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/acmeq/acmeq/internal/bus"
+	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/store"
+	"github.com/acmeq/acmeq/messages"
+	"github.com/acmeq/acmeq/scheduler"
+	"github.com/acmeq/acmeq/worker"
+)
+
+// opConcurrency is the number of goroutines doing an operation at once:
+// the fleet's challenge cap, as in `acmeq bench`.
+const opConcurrency = 60
+
+// BenchmarkOperationCost measures what one persisted step of acmeq's
+// design costs in CPU, on the stack `acmeq bench` runs (nats-server and
+// redis-server as child processes, the streams and buckets acmeq
+// creates), with opConcurrency callers at once so the server batches as
+// it does under load. Each sub-benchmark is one kind of operation:
+//
+//	kv-read       store.Get of a Challenge (a direct get)
+//	kv-write      store.Update of a Challenge (a compare-and-set write)
+//	work-publish  bus.Publish of a transition (stored, deduplicated, acked)
+//	deliver-ack   a work message delivered to the workers' durable
+//	              consumer and acked (the messages are published first,
+//	              outside the measurement)
+//	event         bus.Record (a core publish the events stream stores;
+//	              measured until the stream holds them all)
+//	redis-renew   scheduler.Renew of a held lease (one EVALSHA)
+//
+// Metrics per operation: client-µs (this process: nats.go, go-redis,
+// JSON), nats-µs (nats-server), redis-µs (redis-server) and total-µs.
+// Multiplying by the counts per certificate that `acmeq bench` prints
+// gives the floor of a design that persists that many steps, whatever
+// its code does around them. Run:
+//
+//	go test ./internal/bench -run '^$' -bench OperationCost -benchtime 20000x
+func BenchmarkOperationCost(b *testing.B) {
+	ctx := context.Background()
+	natsBin, err := stack.BuildNATSServer(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	ns, err := stack.StartNATSProcess(natsBin, filepath.Join(dir, "nats"), filepath.Join(dir, "nats-server.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ns.Close() })
+	rs, err := stack.StartRedis(filepath.Join(dir, "redis"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rs.Stop() })
+	nc, err := nats.Connect(ns.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
+		b.Fatal(err)
+	}
+	key := make([]byte, 32)
+	sealer, err := store.NewSealer(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Open(ctx, js, sealer, store.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bs := bus.New(js, "opcost")
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, PoolSize: opConcurrency})
+	b.Cleanup(func() { _ = rdb.Close() })
+	sched, err := scheduler.New(rdb, scheduler.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := opMeter{natsPID: ns.PID(), redis: rdb}
+
+	// One Challenge per caller, as a worker handles one at a time each.
+	chs := make([]*messages.Challenge, opConcurrency)
+	for i := range chs {
+		chs[i] = benchChallenge(i)
+		if err := st.Create(ctx, chs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	b.Run("kv-read", func(b *testing.B) {
+		m.run(b, func(i, _ int) error {
+			ch := &messages.Challenge{}
+			return st.Get(ctx, "opcost", chs[i].Metadata.Name, ch)
+		})
+	})
+	b.Run("kv-write", func(b *testing.B) {
+		m.run(b, func(i, n int) error {
+			chs[i].Status.Reason = "step " + strconv.Itoa(n)
+			return st.Update(ctx, chs[i])
+		})
+	})
+	var published atomic.Int64
+	publish := func(i, n int) error {
+		published.Add(1)
+		t := messages.Transition{Kind: messages.KindChallenge, Namespace: "opcost", Name: chs[i].Metadata.Name, Action: messages.ActionScheduled}
+		return bs.Publish(ctx, t, strconv.Itoa(n)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	}
+	b.Run("work-publish", func(b *testing.B) { m.run(b, publish) })
+	b.Run("deliver-ack", func(b *testing.B) {
+		// Start from an empty queue, then queue b.N messages outside the
+		// measurement.
+		if err := js.DeleteConsumer(ctx, messages.WorkStream, worker.ConsumerName(messages.KindChallenge)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			b.Fatal(err)
+		}
+		s, err := js.Stream(ctx, messages.WorkStream)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Purge(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		var wg sync.WaitGroup
+		errs := make(chan error, opConcurrency)
+		for g := range opConcurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := g; n < b.N; n += opConcurrency {
+					if err := publish(g, n); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		// The workers' consumer, as worker.consume creates it.
+		cons, err := js.CreateOrUpdateConsumer(ctx, messages.WorkStream, jetstream.ConsumerConfig{
+			Durable: worker.ConsumerName(messages.KindChallenge), FilterSubject: messages.WorkFilter(messages.KindChallenge),
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second, MaxDeliver: -1, MaxAckPending: -1,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		var acked atomic.Int64
+		before := m.snapshot(b)
+		cc, err := cons.Consume(func(msg jetstream.Msg) {
+			if err := msg.Ack(); err != nil {
+				b.Error(err)
+			}
+			if acked.Add(1) == int64(b.N) {
+				close(done)
+			}
+		}, jetstream.PullMaxMessages(opConcurrency*2))
+		if err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("%d of %d messages delivered in 5 minutes", acked.Load(), b.N)
+		}
+		cc.Stop()
+		// The acks are sent without waiting: wait for the server to have
+		// them all, so their cost is counted.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if info.NumAckPending == 0 && info.NumPending == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("acks not all seen by the server: %d pending", info.NumAckPending)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		m.report(b, before)
+	})
+	b.Run("event", func(b *testing.B) {
+		s, err := js.Stream(ctx, messages.EventStream)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		want := info.State.Msgs + uint64(b.N)
+		m.run(b, func(i, n int) error {
+			return bs.Record(ctx, chs[i], messages.EventNormal, messages.ReasonPresented, "Presented challenge using http-01 challenge mechanism")
+		}, func() error {
+			// Stored, not only sent.
+			deadline := time.Now().Add(time.Minute)
+			for {
+				info, err := s.Info(ctx)
+				if err != nil {
+					return err
+				}
+				if info.State.Msgs >= want {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("events stream holds %d messages, want %d", info.State.Msgs, want)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	})
+	items := make([]scheduler.Item, opConcurrency)
+	for i := range items {
+		items[i] = scheduler.Item{ID: scheduler.ChallengeID("opcost", chs[i].Metadata.Name),
+			Lock: scheduler.LockKey(messages.ChallengeTypeHTTP01, chs[i].Spec.DNSName), Score: int64(i)}
+	}
+	if _, err := sched.Enqueue(ctx, items...); err != nil {
+		b.Fatal(err)
+	}
+	if g, err := sched.Grant(ctx, opConcurrency); err != nil || len(g) != opConcurrency {
+		b.Fatalf("granted %d of %d: %v", len(g), opConcurrency, err)
+	}
+	b.Run("redis-renew", func(b *testing.B) {
+		m.run(b, func(i, _ int) error { return sched.Renew(ctx, items[i].ID) })
+	})
+}
+
+// opMeter measures the CPU of this process, nats-server and
+// redis-server around a batch of operations.
+type opMeter struct {
+	natsPID int
+	redis   *redis.Client
+}
+
+type opSnapshot struct{ self, nats, redis time.Duration }
+
+func (m opMeter) snapshot(b *testing.B) opSnapshot {
+	b.Helper()
+	n, err := pidCPU(m.natsPID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := redisCPU(context.Background(), m.redis)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return opSnapshot{self: processCPU(), nats: n, redis: r}
+}
+
+// run does b.N operations, opConcurrency at a time (op gets the caller's
+// index and the operation's number), then each of settle, and reports the
+// CPU per operation.
+func (m opMeter) run(b *testing.B, op func(i, n int) error, settle ...func() error) {
+	before := m.snapshot(b)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, opConcurrency)
+	for g := range opConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := g; n < b.N; n += opConcurrency {
+				if err := op(g, n); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	for _, s := range settle {
+		if err := s(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	m.report(b, before)
+}
+
+// report reports the CPU used since before, per operation.
+func (m opMeter) report(b *testing.B, before opSnapshot) {
+	after := m.snapshot(b)
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+	self, nats, rds := per(after.self-before.self), per(after.nats-before.nats), per(after.redis-before.redis)
+	b.ReportMetric(self, "client-µs/op")
+	b.ReportMetric(nats, "nats-µs/op")
+	b.ReportMetric(rds, "redis-µs/op")
+	b.ReportMetric(self+nats+rds, "total-µs/op")
+}
+
+// benchChallenge is a Challenge of the size a worker writes.
+func benchChallenge(i int) *messages.Challenge {
+	name := fmt.Sprintf("www-example-%04d-com-2745722290-439160286-%d", i, i%2)
+	return &messages.Challenge{
+		Metadata: messages.ObjectMeta{Namespace: "opcost", Name: name},
+		Spec: messages.ChallengeSpec{
+			URL:              "https://127.0.0.1:14000/chalZ/Yl5Wz2pkhU7pJ6Z0K2aDbiuvFuQ0HHKlfs7dJ9NqYpM",
+			AuthorizationURL: "https://127.0.0.1:14000/authZ/Ui7-N3G9W5zTNl4tQhxJc8XoYbc9VH3q4Vbr5Smu2Fw",
+			DNSName:          fmt.Sprintf("www.example-%04d.com", i),
+			Type:             messages.ChallengeTypeHTTP01,
+			Token:            "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA",
+			Key:              "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.nP1qzpXGymHBrUEepNY9HCsQk7K8KhOypzEt62jcerQ",
+			Solver:           messages.ACMESolver{HTTP01: &messages.HTTP01Solver{}},
+			IssuerRef:        messages.IssuerRef{Name: "le", Kind: "Issuer"},
+		},
+		Status: messages.ChallengeStatus{Processing: true, Presented: true, State: messages.StatePending,
+			Reason: "Waiting for HTTP-01 challenge propagation"},
+	}
+}
