@@ -481,6 +481,9 @@ func TestDNS01BadInputRecovers(t *testing.T) {
 			fix: func() {
 				r, _ := lego.Lookup("pdns")
 				lego.Register("pdns-next", r)
+				// The registry is the process's: a second run (-count=2)
+				// must find the provider unknown again.
+				t.Cleanup(func() { lego.Unregister("pdns-next") })
 			}},
 		{name: "webhook-500", solver: hookSolver(t, ctx, env, svc, "/fail", ""), dnsNam: "fail.hook.test",
 			reason: `Error presenting challenge: webhook: present ` + svc.srv.URL + `/fail/present: service answered 500 Internal Server Error: bridge: upstream DNS API unavailable`,

@@ -192,3 +192,23 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterUnregister: a provider registered under a new name is found
+// under it, and gone again after Unregister; the original stays.
+func TestRegisterUnregister(t *testing.T) {
+	r, ok := Lookup("pdns")
+	if !ok {
+		t.Fatal(`no "pdns" provider registered`)
+	}
+	Register("pdns-copy", r)
+	if _, ok := Lookup("pdns-copy"); !ok {
+		t.Fatal(`"pdns-copy" not found after Register`)
+	}
+	Unregister("pdns-copy")
+	if _, ok := Lookup("pdns-copy"); ok {
+		t.Error(`"pdns-copy" still found after Unregister`)
+	}
+	if _, ok := Lookup("pdns"); !ok {
+		t.Error(`"pdns" gone after unregistering its copy`)
+	}
+}

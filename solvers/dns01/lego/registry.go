@@ -94,6 +94,15 @@ func Register(name string, r Registration) {
 	registry[name] = r
 }
 
+// Unregister removes the provider registered under name, if any: a
+// challenge that names it fails to present (and is retried) from its
+// next attempt on.
+func Unregister(name string) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	delete(registry, name)
+}
+
 // Lookup returns the registration of name.
 func Lookup(name string) (Registration, bool) {
 	registryMu.RLock()
