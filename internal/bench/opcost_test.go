@@ -139,23 +139,7 @@ func BenchmarkOperationCost(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		var wg sync.WaitGroup
-		errs := make(chan error, opConcurrency)
-		for g := range opConcurrency {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for n := g; n < b.N; n += opConcurrency {
-					if err := publish(g, n); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		if err := parallel(b.N, publish); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -273,29 +257,12 @@ func (m opMeter) snapshot(b *testing.B) opSnapshot {
 	return opSnapshot{self: processCPU(), nats: n, redis: r}
 }
 
-// run does b.N operations, opConcurrency at a time (op gets the caller's
-// index and the operation's number), then each of settle, and reports the
-// CPU per operation.
+// run does b.N operations (see parallel), then each of settle, and
+// reports the CPU per operation.
 func (m opMeter) run(b *testing.B, op func(i, n int) error, settle ...func() error) {
 	before := m.snapshot(b)
 	b.ResetTimer()
-	var wg sync.WaitGroup
-	errs := make(chan error, opConcurrency)
-	for g := range opConcurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := g; n < b.N; n += opConcurrency {
-				if err := op(g, n); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := parallel(b.N, op); err != nil {
 		b.Fatal(err)
 	}
 	for _, s := range settle {
@@ -305,6 +272,28 @@ func (m opMeter) run(b *testing.B, op func(i, n int) error, settle ...func() err
 	}
 	b.StopTimer()
 	m.report(b, before)
+}
+
+// parallel does n operations, opConcurrency at a time: op gets the
+// caller's index and the operation's number. It returns the first error.
+func parallel(n int, op func(i, n int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, opConcurrency)
+	for g := range opConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := g; k < n; k += opConcurrency {
+				if err := op(g, k); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // report reports the CPU used since before, per operation.
