@@ -159,19 +159,7 @@ func (w *Worker) Start(ctx context.Context) error {
 // consume starts the fleet's shared consumer of kind k, handling at most
 // Concurrency messages at once.
 func (w *Worker) consume(ctx, runCtx context.Context, k messages.Kind) error {
-	cons, err := w.js.CreateOrUpdateConsumer(ctx, messages.WorkStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerName(k),
-		Description:   "acmeq " + string(k) + " reconciler, shared by every worker",
-		FilterSubject: messages.WorkFilter(k),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Short, so a dead worker's messages come back within seconds; a
-		// busy handler extends it with InProgress at every step.
-		AckWait:    w.cfg.AckWait,
-		MaxDeliver: -1,
-		// Delayed retries (self-checks, polls, waits for an issuer) count
-		// as pending acks: no limit, the pull size bounds the work in hand.
-		MaxAckPending: -1,
-	})
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, messages.WorkStream, ConsumerConfig(k, w.cfg.AckWait))
 	if err != nil {
 		return fmt.Errorf("worker: create consumer for %s: %w", k, err)
 	}
@@ -223,6 +211,24 @@ func (w *Worker) Stop(ctx context.Context) {
 
 // ConsumerName is the durable consumer shared by the fleet for kind k.
 func ConsumerName(k messages.Kind) string { return "acmeq-" + k.Token() }
+
+// ConsumerConfig is the configuration of the fleet's shared consumer of
+// kind k, as every worker creates it.
+func ConsumerConfig(k messages.Kind, ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerName(k),
+		Description:   "acmeq " + string(k) + " reconciler, shared by every worker",
+		FilterSubject: messages.WorkFilter(k),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		// Short, so a dead worker's messages come back within seconds; a
+		// busy handler extends it with InProgress at every step.
+		AckWait:    ackWait,
+		MaxDeliver: -1,
+		// Delayed retries (self-checks, polls, waits for an issuer) count
+		// as pending acks: no limit, the pull size bounds the work in hand.
+		MaxAckPending: -1,
+	}
+}
 
 func defaultName() string {
 	h, _ := os.Hostname()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/acmeq/acmeq/internal/bus"
 	"github.com/acmeq/acmeq/internal/stack"
+	"github.com/acmeq/acmeq/internal/stack/stacktest"
 	"github.com/acmeq/acmeq/internal/store"
 	"github.com/acmeq/acmeq/messages"
 	"github.com/acmeq/acmeq/scheduler"
@@ -124,9 +125,7 @@ func BenchmarkOperationCost(b *testing.B) {
 			return st.Update(ctx, chs[i])
 		})
 	})
-	var published atomic.Int64
 	publish := func(i, n int) error {
-		published.Add(1)
 		t := messages.Transition{Kind: messages.KindChallenge, Namespace: "opcost", Name: chs[i].Metadata.Name, Action: messages.ActionScheduled}
 		return bs.Publish(ctx, t, strconv.Itoa(n)+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	}
@@ -143,11 +142,11 @@ func BenchmarkOperationCost(b *testing.B) {
 		q.consume(b, b.N, func(jetstream.Msg) error { return nil })
 		m.report(b, before)
 	})
+	record := func(i, _ int) error {
+		return bs.Record(ctx, chs[i], messages.EventNormal, messages.ReasonPresented, "Presented challenge using http-01 challenge mechanism")
+	}
 	b.Run("event", func(b *testing.B) {
-		stored := eventsStored(b, js, b.N)
-		m.run(b, func(i, n int) error {
-			return bs.Record(ctx, chs[i], messages.EventNormal, messages.ReasonPresented, "Presented challenge using http-01 challenge mechanism")
-		}, stored)
+		m.run(b, record, eventsStored(b, js, b.N))
 	})
 	items := make([]scheduler.Item, opConcurrency)
 	for i := range items {
@@ -171,10 +170,7 @@ func BenchmarkOperationCost(b *testing.B) {
 	// per certificate, measured rather than added up.
 	b.Run("design-budget", func(b *testing.B) {
 		q := newWorkQueue(b, js)
-		stored := eventsStored(b, js, 15*b.N)
-		before := m.snapshot(b)
-		b.ResetTimer()
-		err := parallel(b.N, func(i, n int) error {
+		cert := func(i, n int) error {
 			for k := range 25 {
 				chs[i].Status.Reason = "step " + strconv.Itoa(k)
 				if err := st.Update(ctx, chs[i]); err != nil {
@@ -186,7 +182,7 @@ func BenchmarkOperationCost(b *testing.B) {
 					}
 				}
 				if k < 15 {
-					if err := bs.Record(ctx, chs[i], messages.EventNormal, messages.ReasonPresented, "Presented challenge using http-01 challenge mechanism"); err != nil {
+					if err := record(i, n); err != nil {
 						return err
 					}
 				}
@@ -197,22 +193,18 @@ func BenchmarkOperationCost(b *testing.B) {
 				}
 			}
 			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
 		}
-		q.consume(b, 5*b.N, func(msg jetstream.Msg) error {
-			var t messages.Transition
-			if err := json.Unmarshal(msg.Data(), &t); err != nil {
-				return err
-			}
-			return st.Get(ctx, t.Namespace, t.Name, &messages.Challenge{})
-		})
-		if err := stored(); err != nil {
-			b.Fatal(err)
+		delivered := func() error {
+			q.consume(b, 5*b.N, func(msg jetstream.Msg) error {
+				var t messages.Transition
+				if err := json.Unmarshal(msg.Data(), &t); err != nil {
+					return err
+				}
+				return st.Get(ctx, t.Namespace, t.Name, &messages.Challenge{})
+			})
+			return nil
 		}
-		b.StopTimer()
-		m.report(b, before)
+		m.run(b, cert, delivered, eventsStored(b, js, 15*b.N))
 	})
 }
 
@@ -232,20 +224,17 @@ func eventsStored(b *testing.B, js jetstream.JetStream, n int) func() error {
 	}
 	want := info.State.Msgs + uint64(n)
 	return func() error {
-		deadline := time.Now().Add(time.Minute)
-		for {
+		stacktest.Eventually(b, time.Minute, func() error {
 			info, err := s.Info(ctx)
 			if err != nil {
 				return err
 			}
-			if info.State.Msgs >= want {
-				return nil
-			}
-			if time.Now().After(deadline) {
+			if info.State.Msgs < want {
 				return fmt.Errorf("events stream holds %d messages, want %d", info.State.Msgs, want)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
+		return nil
 	}
 }
 
@@ -254,8 +243,8 @@ type workQueue struct {
 	cons jetstream.Consumer
 }
 
-// newWorkQueue empties the work stream and creates the consumer as
-// worker.consume does.
+// newWorkQueue empties the work stream and creates the consumer as the
+// workers do.
 func newWorkQueue(b *testing.B, js jetstream.JetStream) workQueue {
 	b.Helper()
 	ctx := context.Background()
@@ -269,10 +258,7 @@ func newWorkQueue(b *testing.B, js jetstream.JetStream) workQueue {
 	if err := s.Purge(ctx); err != nil {
 		b.Fatal(err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, messages.WorkStream, jetstream.ConsumerConfig{
-		Durable: worker.ConsumerName(messages.KindChallenge), FilterSubject: messages.WorkFilter(messages.KindChallenge),
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second, MaxDeliver: -1, MaxAckPending: -1,
-	})
+	cons, err := js.CreateOrUpdateConsumer(ctx, messages.WorkStream, worker.ConsumerConfig(messages.KindChallenge, worker.AckWaitDefault))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -306,20 +292,16 @@ func (q workQueue) consume(b *testing.B, n int, handle func(jetstream.Msg) error
 	case <-time.After(5 * time.Minute):
 		b.Fatalf("%d of %d messages delivered in 5 minutes", acked.Load(), n)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	stacktest.Eventually(b, time.Minute, func() error {
 		info, err := q.cons.Info(context.Background())
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		if info.NumAckPending == 0 && info.NumPending == 0 {
-			return
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("acks not all seen by the server: %d pending, %d not delivered", info.NumAckPending, info.NumPending)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("acks not all seen by the server: %d pending", info.NumAckPending)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // opMeter measures the CPU of this process, nats-server and
